@@ -1,0 +1,301 @@
+"""Rescale discovered weights to a target norm, exactly and without per-filter loops.
+
+Pure PyTorch: no mmengine, mmcv, mmdet or mmseg imports.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from .discovery import GRANULARITIES, DiscoveryResult, InvariantWeight, discover_scale_invariant
+
+TARGET_POLICIES = ('init',)
+# Norms at or below this are treated as zero: a unit with no direction cannot be
+# rescaled, and dividing by it would only spread inf/NaN.
+ZERO_NORM = 1e-12
+
+
+def validate_target(target: Union[float, str], key: str = 'target_norm') -> Union[float, str]:
+    """Check a target norm option: a positive finite number, or ``'init'``."""
+    if isinstance(target, str):
+        if target not in TARGET_POLICIES:
+            raise ValueError(f'{key} must be a positive number or one of '
+                             f'{TARGET_POLICIES}, got {target!r}')
+        return target
+    if isinstance(target, bool) or not isinstance(target, (int, float)):
+        raise TypeError(f'{key} must be a positive number or one of '
+                        f'{TARGET_POLICIES}, got {target!r}')
+    if not math.isfinite(target) or target <= 0:
+        raise ValueError(f'{key} must be a positive finite number, got {target!r}')
+    return float(target)
+
+
+@dataclass
+class RescaleEntry:
+    """One controlled parameter and everything its rescale touches.
+
+    Attributes:
+        name (str): Qualified parameter name.
+        param (nn.Parameter): The weight.
+        out_dim (int): Dimension indexing output channels.
+        granularity (str): ``'filter'``, ``'group'`` or ``'layer'``.
+        num_units (int): Number of units rescaled independently.
+        target (Tensor | float | str): Target norm per unit, a scalar, or
+            ``'init'`` until :meth:`WeightRescaler.capture_targets_` runs.
+        running_stat_norms (list[nn.Module]): Norms whose running statistics
+            are compensated.
+        bias (nn.Parameter, optional): Bias scaled together with the weight.
+    """
+
+    name: str
+    param: nn.Parameter
+    out_dim: int
+    granularity: str
+    num_units: int
+    target: Any
+    running_stat_norms: List[nn.Module] = field(default_factory=list)
+    bias: Optional[nn.Parameter] = None
+
+    @property
+    def out_channels(self) -> int:
+        return self.param.shape[self.out_dim]
+
+    def channel_norms(self) -> torch.Tensor:
+        """L2 norm of each output channel's slice of the weight, shape (O,)."""
+        w = self.param.detach()
+        if self.out_dim != 0:
+            w = w.transpose(0, self.out_dim)
+        return torch.linalg.vector_norm(w.reshape(w.shape[0], -1), dim=1)
+
+    def unit_norms(self, channel_norms: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """L2 norm of each rescaling unit, shape (num_units,)."""
+        norms = self.channel_norms() if channel_norms is None else channel_norms
+        if self.num_units == norms.numel():
+            return norms
+        return torch.linalg.vector_norm(norms.view(self.num_units, -1), dim=1)
+
+    def to_channels(self, per_unit: torch.Tensor) -> torch.Tensor:
+        """Expand a per-unit tensor to one value per output channel."""
+        if self.num_units == self.out_channels:
+            return per_unit
+        return per_unit.repeat_interleave(self.out_channels // self.num_units)
+
+
+class WeightRescaler:
+    """Holds scale-invariant weights at a target norm.
+
+    Build it from a model with :meth:`from_model` (which traces one forward pass
+    to find the weights), then call :meth:`rescale_` after every optimizer
+    update. Each unit (a filter, a GroupNorm group, or the whole layer) is
+    multiplied by ``target / norm``. For norms that normalize with running
+    statistics (eval-mode BatchNorm), the statistics are rescaled so that the
+    model's function is unchanged::
+
+        running_mean <- s * running_mean
+        running_var  <- s**2 * (running_var + eps) - eps
+
+    Args:
+        weights (list[InvariantWeight]): From discovery.
+        target_norm (float | str): Norm each unit is held at; ``'init'`` holds
+            each unit at its norm when :meth:`capture_targets_` is called.
+        rescale_running_stats (bool): Also rescale the running statistics of
+            train-mode BatchNorms fed by a controlled weight, so that they stay
+            estimates of the rescaled layer's output (they are what eval uses).
+            Eval-mode norms are always compensated: without it the function
+            would change.
+    """
+
+    def __init__(self,
+                 weights: Sequence[InvariantWeight] = (),
+                 target_norm: Union[float, str] = 1.0,
+                 rescale_running_stats: bool = True):
+        self.target_norm = validate_target(target_norm)
+        self.rescale_running_stats = bool(rescale_running_stats)
+        self.entries: List[RescaleEntry] = []
+        self.discovery: Optional[DiscoveryResult] = None
+        self._warned_zero: set = set()
+        self._warned_clamp: set = set()
+        for weight in weights:
+            norms = [u.norm for u in weight.uses
+                     if u.running_stats or (self.rescale_running_stats
+                                            and getattr(u.norm, 'running_var', None) is not None)]
+            unique = list({id(n): n for n in norms}.values())
+            self.entries.append(RescaleEntry(
+                name=weight.name, param=weight.param, out_dim=weight.out_dim,
+                granularity=weight.granularity, num_units=weight.num_units,
+                target=self.target_norm, running_stat_norms=unique,
+                bias=weight.bias))
+
+    @classmethod
+    def from_model(cls,
+                   model: nn.Module,
+                   forward_fn: Callable[[], Any],
+                   granularity: str = 'filter',
+                   include: Optional[Sequence[str]] = None,
+                   exclude: Optional[Sequence[str]] = None,
+                   target_norm: Union[float, str] = 1.0,
+                   rescale_running_stats: bool = True,
+                   extra_norm_types: Sequence[type] = ()) -> 'WeightRescaler':
+        """Discover the scale-invariant weights of ``model`` and control them.
+
+        See :func:`~mmwrs.core.discovery.discover_scale_invariant` for
+        ``forward_fn``, ``granularity``, ``include``, ``exclude`` and
+        ``extra_norm_types``. The discovery result is kept as ``.discovery``.
+        """
+        validate_target(target_norm)
+        result = discover_scale_invariant(
+            model, forward_fn, granularity=granularity, include=include,
+            exclude=exclude, extra_norm_types=extra_norm_types)
+        rescaler = cls(result.invariant, target_norm, rescale_running_stats)
+        rescaler.discovery = result
+        return rescaler
+
+    def add(self, name: str, param: nn.Parameter, target_norm: Union[float, str],
+            granularity: str = 'layer', out_dim: int = 0) -> RescaleEntry:
+        """Control one more parameter that is not scale-invariant.
+
+        Used for weights whose norm is held by choice, not by invariance (e.g.
+        FixNorm's classifier): nothing is compensated, the function changes.
+        """
+        if granularity not in GRANULARITIES:
+            raise ValueError(f'granularity must be one of {GRANULARITIES}, '
+                             f'got {granularity!r}')
+        if any(entry.param is param for entry in self.entries):
+            raise ValueError(f'{name} is already controlled')
+        units = param.shape[out_dim] if granularity == 'filter' else 1
+        entry = RescaleEntry(name, param, out_dim, granularity, units,
+                             validate_target(target_norm))
+        self.entries.append(entry)
+        return entry
+
+    @property
+    def params(self) -> List[nn.Parameter]:
+        return [entry.param for entry in self.entries]
+
+    @property
+    def num_params(self) -> int:
+        return sum(entry.param.numel() for entry in self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @torch.no_grad()
+    def capture_targets_(self) -> None:
+        """Set every ``'init'`` target to the unit norms the weights have now."""
+        for entry in self.entries:
+            if isinstance(entry.target, str):
+                norms = entry.unit_norms()
+                self._check_finite(entry, norms)
+                entry.target = norms.clone()
+
+    def unit_norms(self) -> Dict[str, torch.Tensor]:
+        """Current norm of every unit, by parameter name."""
+        with torch.no_grad():
+            return {e.name: e.unit_norms() for e in self.entries}
+
+    def targets(self) -> Dict[str, torch.Tensor]:
+        """Target of every unit, by parameter name."""
+        return {e.name: self._target_tensor(e, e.param.new_empty(e.num_units))
+                for e in self.entries}
+
+    @torch.no_grad()
+    def rescale_(self) -> None:
+        """Rescale every controlled unit to its target norm, in place.
+
+        Raises:
+            FloatingPointError: If a controlled weight holds inf or NaN.
+            RuntimeError: If a target is still ``'init'`` (capture it first).
+        """
+        for entry in self.entries:
+            channel_norms = entry.channel_norms()
+            norms = entry.unit_norms(channel_norms)
+            self._check_finite(entry, norms)
+            target = self._target_tensor(entry, norms)
+            usable = norms > ZERO_NORM
+            scale = torch.where(usable, target / norms.clamp_min(ZERO_NORM),
+                                torch.ones_like(norms))
+            if entry.name not in self._warned_zero and not bool(usable.all()):
+                self._warned_zero.add(entry.name)
+                warnings.warn(
+                    f'WRS: {int((~usable).sum())} of {entry.num_units} '
+                    f'{entry.granularity} unit(s) of {entry.name} have zero norm '
+                    f'and are left as they are (a zero filter has no direction '
+                    f'to rescale).', RuntimeWarning, stacklevel=2)
+            per_channel = entry.to_channels(scale)
+            view = [1] * entry.param.dim()
+            view[entry.out_dim] = -1
+            entry.param.mul_(per_channel.view(view))
+            if entry.bias is not None:
+                entry.bias.mul_(per_channel)
+            for norm in entry.running_stat_norms:
+                self._compensate(entry.name, norm, per_channel)
+
+    def _target_tensor(self, entry: RescaleEntry, like: torch.Tensor) -> torch.Tensor:
+        if isinstance(entry.target, torch.Tensor):
+            return entry.target.to(like.device, like.dtype)
+        if isinstance(entry.target, str):
+            raise RuntimeError(f'the target of {entry.name} is {entry.target!r}: '
+                               'call capture_targets_() before rescaling')
+        return torch.full_like(like, entry.target)
+
+    @staticmethod
+    def _check_finite(entry: RescaleEntry, norms: torch.Tensor) -> None:
+        if not bool(torch.isfinite(norms).all()):
+            bad = int((~torch.isfinite(norms)).sum())
+            raise FloatingPointError(
+                f'WRS: {entry.name} holds non-finite values ({bad} of '
+                f'{entry.num_units} {entry.granularity} unit(s)); training has '
+                'diverged and the weight cannot be rescaled. Lower the learning '
+                'rate or enable gradient clipping, then resume from the last '
+                'checkpoint.')
+
+    def _compensate(self, name: str, norm: nn.Module, scale: torch.Tensor) -> None:
+        mean, var = norm.running_mean, norm.running_var
+        scale = scale.to(var.dtype)
+        mean.mul_(scale)
+        var.add_(norm.eps).mul_(scale * scale).sub_(norm.eps)
+        negative = var < 0
+        if bool(negative.any()):
+            # s**2 * (var + eps) < eps: no variance reproduces the old function.
+            var.clamp_(min=0)
+            if name not in self._warned_clamp:
+                self._warned_clamp.add(name)
+                warnings.warn(
+                    f'WRS: rescaling {name} would need a negative running_var in '
+                    f'{type(norm).__name__} for {int(negative.sum())} channel(s); '
+                    'clamped to 0, so the eval-mode output of those channels '
+                    'changes slightly.', RuntimeWarning, stacklevel=3)
+
+    def state_dict(self) -> Dict[str, Any]:
+        """Targets by parameter name (captured ``'init'`` targets survive resume)."""
+        return {'targets': {e.name: (e.target.clone() if isinstance(e.target, torch.Tensor)
+                                     else e.target) for e in self.entries}}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Restore targets saved by :meth:`state_dict`.
+
+        Raises:
+            KeyError: If ``state`` was saved for a different set of weights.
+        """
+        targets = state.get('targets', {})
+        names = {e.name for e in self.entries}
+        if set(targets) != names:
+            missing, extra = sorted(names - set(targets)), sorted(set(targets) - names)
+            raise KeyError(
+                'WRS state does not match the controlled weights: '
+                f'missing {missing[:5]}{"..." if len(missing) > 5 else ""}, '
+                f'unexpected {extra[:5]}{"..." if len(extra) > 5 else ""}. '
+                'Was the checkpoint saved from another model or WRS setting?')
+        for entry in self.entries:
+            target = targets[entry.name]
+            if isinstance(target, torch.Tensor):
+                if target.numel() != entry.num_units:
+                    raise KeyError(f'WRS state for {entry.name} has {target.numel()} '
+                                   f'units, the weight has {entry.num_units}')
+                target = target.to(entry.param.device)
+            entry.target = target

@@ -1,0 +1,3 @@
+from .wrs_hook import WRSHook
+
+__all__ = ['WRSHook']
