@@ -1,0 +1,165 @@
+"""SGDP: SGD (with momentum) with projection of the radial update component.
+
+Heo et al., "AdamP: Slowing Down the Slowdown for Momentum Optimizers on
+Scale-invariant Weights", ICLR 2021. The numerics follow the authors'
+reference implementation, the ``adamp`` package 0.3.0 on PyPI, exactly; this
+is a clean rewrite whose per-parameter projection test runs without
+host-device synchronisation. Needs only PyTorch.
+"""
+from typing import Any, Callable, Dict, Optional
+
+import torch
+
+from .adamp import (ParamsT, _check_bool, _check_projection_args,
+                    _check_unit_interval, _decay_factor, project_radial)
+
+__all__ = ['SGDP']
+
+
+class SGDP(torch.optim.Optimizer):
+    """SGD with the radial component of scale-invariant updates removed.
+
+    Each step, for every parameter ``p`` with gradient ``g``:
+
+    1. ``buf = momentum * buf + (1 - dampening) * g`` (``buf`` starts at 0,
+       so unlike :class:`torch.optim.SGD` the first step is damped too);
+       ``d = g + momentum * buf`` if ``nesterov`` else ``d = buf``.
+    2. If ``p`` has more than one dimension and behaves as scale-invariant
+       (see :func:`mmwrs.optim.adamp.project_radial`: channel-wise, then
+       layer-wise cosine test with the raw gradient), the radial component
+       of ``d`` is removed and the weight decay is multiplied by
+       ``wd_ratio``.
+    3. Decoupled weight decay, when ``weight_decay > 0``:
+       ``p *= 1 - lr * weight_decay * ratio / (1 - momentum)`` with
+       ``ratio`` = ``wd_ratio`` for projected parameters and 1 otherwise
+       (also for 1-D parameters; with ``momentum == 0`` the divisor is 1).
+    4. ``p -= lr * d``.
+
+    This reproduces ``adamp.SGDP`` (``adamp`` 0.3.0) numerically. Note one
+    property of the reference: with ``nesterov=False`` its update *is* the
+    momentum buffer, and the projection is done in place, so the buffer of a
+    projected parameter is stored projected (with ``nesterov=True`` the
+    buffer is never projected). ``project_buffer=True`` (default) keeps that
+    behaviour; ``project_buffer=False`` leaves the buffer unprojected in all
+    cases (only the update is projected, as in Algorithm 1 of the paper).
+
+    Args:
+        params (iterable): Parameters to optimize, or dicts defining
+            parameter groups.
+        lr (float): Learning rate, >= 0 (required).
+        momentum (float): Momentum factor, in [0, 1) (the decay divides by
+            ``1 - momentum``). Default: 0.
+        dampening (float): Dampening of the gradient added to the momentum
+            buffer, in [0, 1]. Default: 0.
+        weight_decay (float): Decoupled weight decay, >= 0. Default: 0.
+        nesterov (bool): Use Nesterov momentum. Default: False.
+        eps (float): Used in the projection's norms, >= 0. Default: 1e-8.
+        delta (float): Threshold of the scale-invariance test, > 0.
+            Default: 0.1.
+        wd_ratio (float): Multiplier of the weight decay of projected
+            parameters, >= 0. Default: 0.1.
+        project_buffer (bool): Keyword-only. With ``nesterov=False``, store
+            the projected update as the momentum buffer, as the reference
+            does. Default: True.
+
+    Raises:
+        ValueError: If an argument (in the defaults or in a parameter group)
+            is out of range; the message names the argument and the value.
+    """
+
+    def __init__(self,
+                 params: ParamsT,
+                 lr: float,
+                 momentum: float = 0,
+                 dampening: float = 0,
+                 weight_decay: float = 0,
+                 nesterov: bool = False,
+                 eps: float = 1e-8,
+                 delta: float = 0.1,
+                 wd_ratio: float = 0.1,
+                 *,
+                 project_buffer: bool = True):
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
+                        weight_decay=weight_decay, nesterov=nesterov,
+                        eps=eps, delta=delta, wd_ratio=wd_ratio,
+                        project_buffer=project_buffer)
+        self._check_group(defaults)
+        super().__init__(params, defaults)
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault('project_buffer', True)
+
+    @staticmethod
+    def _check_group(group: Dict[str, Any]) -> None:
+        _check_projection_args(group)
+        _check_unit_interval('momentum', group['momentum'],
+                             high_inclusive=False)
+        _check_unit_interval('dampening', group['dampening'],
+                             high_inclusive=True)
+        _check_bool('project_buffer', group['project_buffer'])
+
+    def add_param_group(self, param_group: Dict[str, Any]) -> None:
+        """Adds a parameter group after checking its (merged) arguments."""
+        merged = {k: v for k, v in self.defaults.items()}
+        merged.update({k: v for k, v in param_group.items() if k != 'params'})
+        self._check_group(merged)
+        super().add_param_group(param_group)
+
+    @torch.no_grad()
+    def step(self, closure: Optional[Callable[[], Any]] = None) -> Any:
+        """Performs a single optimization step.
+
+        Args:
+            closure (callable, optional): Re-evaluates the model and returns
+                the loss.
+
+        Returns:
+            The closure's loss, or None.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+
+        for group in self.param_groups:
+            lr = group['lr']
+            momentum = group['momentum']
+            dampening = group['dampening']
+            nesterov = group['nesterov']
+            weight_decay = group['weight_decay']
+            for p in group['params']:
+                if p.grad is None:
+                    continue
+                grad = p.grad
+                if grad.is_sparse:
+                    raise RuntimeError('SGDP does not support sparse '
+                                       'gradients')
+                state = self.state[p]
+                if len(state) == 0:
+                    state['momentum'] = torch.zeros_like(
+                        p, memory_format=torch.preserve_format)
+                buf = state['momentum']
+                buf.mul_(momentum).add_(grad, alpha=1 - dampening)
+                update = grad + momentum * buf if nesterov else buf
+
+                projected = None
+                if p.dim() > 1 and p.numel() > 0:
+                    update, projected = project_radial(
+                        p, grad, update, group['delta'], group['eps'])
+                    if not nesterov and group['project_buffer']:
+                        # The reference projects the buffer in place.
+                        buf.copy_(update)
+
+                if weight_decay > 0:
+                    p.mul_(
+                        _decay_factor(
+                            projected, p,
+                            1 - lr * weight_decay / (1 - momentum),
+                            1 - lr * weight_decay * group['wd_ratio'] /
+                            (1 - momentum)))
+
+                p.add_(update, alpha=-lr)
+
+        return loss

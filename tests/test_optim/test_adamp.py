@@ -1,0 +1,282 @@
+"""AdamP against the reference implementation (``adamp`` 0.3.0)."""
+import copy
+import math
+
+import adamp
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from mmwrs.optim import AdamP, project_radial
+
+STEPS = 25
+RTOL = 1e-6
+
+
+# ---------------------------------------------------------------------------
+# Helpers (kept local so the test files stay independent)
+# ---------------------------------------------------------------------------
+def rel_dev(ours, ref):
+    """max |ours - ref| / max |ref| (per tensor)."""
+    scale = ref.abs().max().clamp_min(1e-30)
+    return ((ours - ref).abs().max() / scale).item()
+
+
+def make_model(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8),
+        nn.ReLU(), nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16),
+        nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 5))
+
+
+def model_step(model, opt, x, y):
+    opt.zero_grad()
+    F.cross_entropy(model(x), y).backward()
+    opt.step()
+
+
+def branch_of(w, g, delta=0.1):
+    """Independent classification of the reference's projection branch."""
+    wc, gc = w.reshape(w.shape[0], -1), g.reshape(w.shape[0], -1)
+    cos_c = ((wc * gc).sum(1) / (wc.norm(dim=1) * gc.norm(dim=1))).abs()
+    if cos_c.max() < delta / math.sqrt(wc.shape[1]):
+        return 'channel'
+    cos_l = (w * g).sum().abs() / (w.norm() * g.norm())
+    if cos_l < delta / math.sqrt(w.numel()):
+        return 'layer'
+    return 'none'
+
+
+def synthetic_grad(w, noise, mode):
+    """A gradient for ``w`` that hits a given projection branch."""
+    if mode == 'channel':
+        wc, nc = w.reshape(w.shape[0], -1), noise.reshape(w.shape[0], -1)
+        coef = (wc * nc).sum(1, keepdim=True) / (wc * wc).sum(1, keepdim=True)
+        return (nc - coef * wc).reshape(w.shape)
+    if mode == 'layer':
+        return noise - (w * noise).sum() / (w * w).sum() * w
+    if mode == 'none':
+        return noise + w * (noise.norm() / w.norm())
+    return noise
+
+
+RAW_CASES = [
+    ('chan2d', (6, 20), 'channel', 'channel'),
+    ('chan4d', (8, 4, 3, 3), 'channel', 'channel'),
+    ('layer2d', (6, 20), 'layer', 'layer'),
+    ('layer4d', (8, 4, 3, 3), 'layer', 'layer'),
+    ('none2d', (6, 20), 'none', 'none'),
+    ('none4d', (8, 4, 3, 3), 'none', 'none'),
+    ('bias', (8, ), 'any', None),
+]
+
+
+def raw_run(opt_cls, kwargs, dtype, steps=STEPS, check_branches=False):
+    gen = torch.Generator().manual_seed(1)
+    params = [
+        torch.randn(shape, generator=gen, dtype=dtype).requires_grad_()
+        for _, shape, _, _ in RAW_CASES
+    ]
+    opt = opt_cls(params, **kwargs)
+    gen = torch.Generator().manual_seed(2)
+    for _ in range(steps):
+        for p, (_, shape, mode, expected) in zip(params, RAW_CASES):
+            noise = torch.randn(shape, generator=gen, dtype=dtype)
+            p.grad = synthetic_grad(p.detach(), noise, mode)
+            if check_branches and expected is not None:
+                assert branch_of(p.detach(), p.grad) == expected
+        opt.step()
+    return params, opt
+
+
+ADAMP_CONFIGS = [
+    dict(lr=1e-2, nesterov=False, weight_decay=0),
+    dict(lr=1e-2, nesterov=False, weight_decay=1e-1),
+    dict(lr=1e-2, nesterov=True, weight_decay=0),
+    dict(lr=1e-2, nesterov=True, weight_decay=1e-1),
+    dict(lr=3e-3, betas=(0.8, 0.99), eps=1e-6, weight_decay=5e-2,
+         delta=0.2, wd_ratio=0.5),
+]
+
+
+def cfg_id(cfg):
+    return ','.join(f'{k}={v}' for k, v in cfg.items())
+
+
+# ---------------------------------------------------------------------------
+# Agreement with the reference
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize('cfg', ADAMP_CONFIGS, ids=cfg_id)
+def test_matches_reference_on_conv_bn_model(cfg):
+    model = make_model()
+    ours, ref = copy.deepcopy(model), copy.deepcopy(model)
+    opt_ours = AdamP(ours.parameters(), **cfg)
+    opt_ref = adamp.AdamP(ref.parameters(), **cfg)
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(STEPS):
+        x = torch.randn(8, 3, 8, 8, generator=gen)
+        y = torch.randint(0, 5, (8, ), generator=gen)
+        model_step(ours, opt_ours, x, y)
+        model_step(ref, opt_ref, x, y)
+    for (name, po), pr, p0 in zip(ours.named_parameters(), ref.parameters(),
+                                  model.parameters()):
+        assert rel_dev(po.detach(), pr.detach()) <= RTOL, name
+        assert not torch.equal(pr, p0), name
+        so, sr = opt_ours.state[po], opt_ref.state[pr]
+        assert so['step'] == sr['step'] == STEPS
+        assert rel_dev(so['exp_avg'], sr['exp_avg']) <= RTOL, name
+        assert rel_dev(so['exp_avg_sq'], sr['exp_avg_sq']) <= RTOL, name
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('cfg', ADAMP_CONFIGS, ids=cfg_id)
+def test_matches_reference_on_raw_tensors(cfg, dtype):
+    ours, _ = raw_run(AdamP, cfg, dtype, check_branches=True)
+    ref, _ = raw_run(adamp.AdamP, cfg, dtype)
+    for p_o, p_r, (name, *_) in zip(ours, ref, RAW_CASES):
+        assert rel_dev(p_o.detach(), p_r.detach()) <= RTOL, name
+
+
+def test_wd_ratio_applies_only_to_projected_params():
+    """First step, checked against the formulas (float64)."""
+    lr, wd, ratio, eps = 1e-2, 0.2, 0.3, 1e-8
+    gen = torch.Generator().manual_seed(4)
+    w = torch.randn(6, 20, generator=gen, dtype=torch.float64)
+    v = torch.randn(6, 20, generator=gen, dtype=torch.float64)
+    g_w = synthetic_grad(w, torch.randn(6, 20, generator=gen,
+                                        dtype=torch.float64), 'channel')
+    g_v = synthetic_grad(v, torch.randn(6, 20, generator=gen,
+                                        dtype=torch.float64), 'none')
+    pw, pv = w.clone().requires_grad_(), v.clone().requires_grad_()
+    pw.grad, pv.grad = g_w.clone(), g_v.clone()
+    AdamP([pw, pv], lr=lr, weight_decay=wd, wd_ratio=ratio, eps=eps).step()
+    # step 1: m = 0.1 g, sqrt(v)/sqrt(bc2) = |g|, step size = lr / 0.1
+    u_w = 0.1 * g_w / (g_w.abs() + eps)
+    u_v = 0.1 * g_v / (g_v.abs() + eps)
+    w_hat = w / (w.norm(dim=1, keepdim=True) + eps)
+    u_w = u_w - w_hat * (w_hat * u_w).sum(1, keepdim=True)
+    exp_w = w * (1 - lr * wd * ratio) - lr / 0.1 * u_w
+    exp_v = v * (1 - lr * wd) - lr / 0.1 * u_v
+    torch.testing.assert_close(pw.detach(), exp_w, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(pv.detach(), exp_v, rtol=1e-10, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# The projection is really exercised
+# ---------------------------------------------------------------------------
+def channel_cos(delta_w, w):
+    d, wc = delta_w.reshape(w.shape[0], -1), w.reshape(w.shape[0], -1)
+    return ((d * wc).sum(1) / (d.norm(dim=1) * wc.norm(dim=1))).abs().max()
+
+
+@pytest.mark.parametrize('nesterov', [False, True])
+def test_update_of_scale_invariant_weight_is_orthogonal(nesterov):
+    """Adam's elementwise scaling gives the update of a scale-invariant
+    weight a radial part (see plain Adam); AdamP removes it."""
+    model = make_model()
+    ours, plain = copy.deepcopy(model), copy.deepcopy(model)
+    opt = AdamP(ours.parameters(), lr=1e-2, nesterov=nesterov)
+    opt_plain = torch.optim.Adam(plain.parameters(), lr=1e-2)
+    gen = torch.Generator().manual_seed(5)
+    for _ in range(5):
+        x = torch.randn(8, 3, 8, 8, generator=gen)
+        y = torch.randint(0, 5, (8, ), generator=gen)
+        snap = [m.weight.detach().clone() for m in (ours[0], ours[3])]
+        snap_plain = [m.weight.detach().clone() for m in (plain[0], plain[3])]
+        model_step(ours, opt, x, y)
+        model_step(plain, opt_plain, x, y)
+        for m, m_plain, w0, wp0 in zip((ours[0], ours[3]),
+                                       (plain[0], plain[3]), snap,
+                                       snap_plain):
+            assert channel_cos(m.weight.detach() - w0, w0) < 1e-4
+            assert channel_cos(m_plain.weight.detach() - wp0, wp0) > 1e-2
+    # the (non-invariant) classifier weight is left alone: not orthogonal
+    w0 = ours[8].weight.detach().clone()
+    model_step(ours, opt, x, y)
+    assert channel_cos(ours[8].weight.detach() - w0, w0) > 1e-2
+
+
+def test_project_radial_branches():
+    gen = torch.Generator().manual_seed(6)
+    w = torch.randn(5, 3, 2, 2, generator=gen, dtype=torch.float64)
+    u = torch.randn(5, 3, 2, 2, generator=gen, dtype=torch.float64)
+    u0 = u.clone()
+    for mode, want in (('channel', 'channel'), ('layer', 'layer'),
+                       ('none', 'none')):
+        g = synthetic_grad(w, torch.randn(w.shape, generator=gen,
+                                          dtype=torch.float64), mode)
+        out, projected = project_radial(w, g, u, delta=0.1, eps=1e-8)
+        assert bool(projected) == (want != 'none')
+        rows = 5 if want == 'channel' else 1
+        radial = (out * w).reshape(rows, -1).sum(1)
+        if want == 'none':
+            assert torch.equal(out, u)
+        else:
+            # not exactly 0: the reference normalises by ||w|| + eps
+            assert radial.abs().max() < 1e-6
+            assert (u * w).reshape(rows, -1).sum(1).abs().max() > 1e-3
+    assert torch.equal(u, u0)  # the input update is not modified in place
+
+
+# ---------------------------------------------------------------------------
+# Misc behaviour
+# ---------------------------------------------------------------------------
+def test_skips_params_without_grad_and_returns_closure_loss():
+    a = torch.randn(4, 3, requires_grad=True)
+    b = torch.randn(4, 3, requires_grad=True)
+    opt = AdamP([a, b])
+    b_before = b.detach().clone()
+
+    def closure():
+        opt.zero_grad()
+        loss = (a * torch.arange(12.).view(4, 3)).sum()
+        loss.backward()
+        return loss
+
+    loss = opt.step(closure)
+    assert isinstance(loss, torch.Tensor)
+    assert torch.equal(b.detach(), b_before)
+    assert b not in opt.state and a in opt.state
+
+
+def test_state_dict_round_trip():
+    model = make_model()
+    opt = AdamP(model.parameters(), lr=1e-2, weight_decay=1e-2)
+    x, y = torch.randn(4, 3, 8, 8), torch.randint(0, 5, (4, ))
+    model_step(model, opt, x, y)
+    clone = copy.deepcopy(model)
+    opt2 = AdamP(clone.parameters(), lr=1e-2, weight_decay=1e-2)
+    opt2.load_state_dict(copy.deepcopy(opt.state_dict()))
+    model_step(model, opt, x, y)
+    model_step(clone, opt2, x, y)
+    for p, q in zip(model.parameters(), clone.parameters()):
+        assert torch.equal(p, q)
+
+
+# ---------------------------------------------------------------------------
+# Argument validation
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(lr=-1e-3), 'lr must be >= 0, got -0.001'),
+    (dict(betas=(1.0, 0.999)), r'betas\[0\] must be in \[0, 1\), got 1.0'),
+    (dict(betas=(0.9, -0.1)), r'betas\[1\] must be in \[0, 1\), got -0.1'),
+    (dict(betas=0.9), r'betas must be a pair \(beta1, beta2\), got 0.9'),
+    (dict(eps=-1.0), 'eps must be >= 0, got -1.0'),
+    (dict(weight_decay=-1), 'weight_decay must be >= 0, got -1'),
+    (dict(delta=-1), 'delta must be > 0, got -1'),
+    (dict(wd_ratio=-0.1), 'wd_ratio must be >= 0, got -0.1'),
+    (dict(nesterov=None), 'nesterov must be True or False, got None'),
+    (dict(delta=float('inf')), 'delta must be finite, got inf'),
+])
+def test_invalid_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        AdamP([torch.zeros(2, 2, requires_grad=True)], **kwargs)
+
+
+def test_invalid_param_group_override():
+    good = torch.zeros(2, 2, requires_grad=True)
+    bad = torch.zeros(2, 2, requires_grad=True)
+    with pytest.raises(ValueError, match='wd_ratio must be >= 0, got -2'):
+        AdamP([{'params': [good]}, {'params': [bad], 'wd_ratio': -2}])

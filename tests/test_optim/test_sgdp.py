@@ -1,0 +1,308 @@
+"""SGDP against the reference implementation (``adamp`` 0.3.0)."""
+import copy
+import math
+
+import adamp
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from mmwrs.optim import SGDP
+
+STEPS = 25
+RTOL = 1e-6
+
+
+# ---------------------------------------------------------------------------
+# Helpers (kept local so the test files stay independent)
+# ---------------------------------------------------------------------------
+def rel_dev(ours, ref):
+    """max |ours - ref| / max |ref| (per tensor)."""
+    scale = ref.abs().max().clamp_min(1e-30)
+    return ((ours - ref).abs().max() / scale).item()
+
+
+def make_model(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8),
+        nn.ReLU(), nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16),
+        nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 5))
+
+
+def model_step(model, opt, x, y):
+    opt.zero_grad()
+    F.cross_entropy(model(x), y).backward()
+    opt.step()
+
+
+def branch_of(w, g, delta=0.1, eps=1e-8):
+    """Independent classification of the reference's projection branch."""
+    wc, gc = w.reshape(w.shape[0], -1), g.reshape(w.shape[0], -1)
+    cos_c = ((wc * gc).sum(1) / (wc.norm(dim=1) * gc.norm(dim=1))).abs()
+    if cos_c.max() < delta / math.sqrt(wc.shape[1]):
+        return 'channel'
+    cos_l = (w * g).sum().abs() / (w.norm() * g.norm())
+    if cos_l < delta / math.sqrt(w.numel()):
+        return 'layer'
+    return 'none'
+
+
+def synthetic_grad(w, noise, mode):
+    """A gradient for ``w`` that hits a given projection branch.
+
+    ``channel``: each row orthogonal to w's row; ``layer``: orthogonal to w
+    as a whole only; ``none``: with a large radial part; ``any``: noise.
+    """
+    if mode == 'channel':
+        wc, nc = w.reshape(w.shape[0], -1), noise.reshape(w.shape[0], -1)
+        coef = (wc * nc).sum(1, keepdim=True) / (wc * wc).sum(1, keepdim=True)
+        return (nc - coef * wc).reshape(w.shape)
+    if mode == 'layer':
+        return noise - (w * noise).sum() / (w * w).sum() * w
+    if mode == 'none':
+        return noise + w * (noise.norm() / w.norm())
+    return noise
+
+
+# (name, shape, gradient mode, expected branch or None for 1-D)
+RAW_CASES = [
+    ('chan2d', (6, 20), 'channel', 'channel'),
+    ('chan4d', (8, 4, 3, 3), 'channel', 'channel'),
+    ('layer2d', (6, 20), 'layer', 'layer'),
+    ('layer4d', (8, 4, 3, 3), 'layer', 'layer'),
+    ('none2d', (6, 20), 'none', 'none'),
+    ('none4d', (8, 4, 3, 3), 'none', 'none'),
+    ('bias', (8, ), 'any', None),
+]
+
+
+def make_raw_params(dtype):
+    gen = torch.Generator().manual_seed(1)
+    return [
+        torch.randn(shape, generator=gen, dtype=dtype).requires_grad_()
+        for _, shape, _, _ in RAW_CASES
+    ]
+
+
+def raw_run(opt_cls, kwargs, dtype, steps=STEPS, check_branches=False):
+    """Steps ``opt_cls`` on RAW_CASES; returns params, optimizer, grads."""
+    params = make_raw_params(dtype)
+    opt = opt_cls(params, **kwargs)
+    gen = torch.Generator().manual_seed(2)
+    history = []
+    for _ in range(steps):
+        for p, (_, shape, mode, expected) in zip(params, RAW_CASES):
+            noise = torch.randn(shape, generator=gen, dtype=dtype)
+            p.grad = synthetic_grad(p.detach(), noise, mode)
+            if check_branches and expected is not None:
+                assert branch_of(p.detach(), p.grad) == expected
+        history.append([p.grad.clone() for p in params])
+        opt.step()
+    return params, opt, history
+
+
+SGDP_CONFIGS = [
+    dict(lr=0.1, momentum=0.9, nesterov=False, weight_decay=0),
+    dict(lr=0.1, momentum=0.9, nesterov=False, weight_decay=1e-2),
+    dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0),
+    dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-2),
+    dict(lr=0.1, momentum=0.0, nesterov=False, weight_decay=0),
+    dict(lr=0.1, momentum=0.0, nesterov=False, weight_decay=1e-2),
+    dict(lr=0.1, momentum=0.0, nesterov=True, weight_decay=1e-2),
+    dict(lr=0.05, momentum=0.8, dampening=0.2, weight_decay=5e-2,
+         wd_ratio=0.3, delta=0.2),
+]
+
+
+def cfg_id(cfg):
+    return ','.join(f'{k}={v}' for k, v in cfg.items())
+
+
+# ---------------------------------------------------------------------------
+# Agreement with the reference
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize('cfg', SGDP_CONFIGS, ids=cfg_id)
+def test_matches_reference_on_conv_bn_model(cfg):
+    model = make_model()
+    ours, ref = copy.deepcopy(model), copy.deepcopy(model)
+    opt_ours, opt_ref = SGDP(ours.parameters(), **cfg), adamp.SGDP(
+        ref.parameters(), **cfg)
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(STEPS):
+        x = torch.randn(8, 3, 8, 8, generator=gen)
+        y = torch.randint(0, 5, (8, ), generator=gen)
+        model_step(ours, opt_ours, x, y)
+        model_step(ref, opt_ref, x, y)
+    moved = 0
+    for (name, po), (_, pr), p0 in zip(ours.named_parameters(),
+                                       ref.named_parameters(),
+                                       model.parameters()):
+        assert rel_dev(po.detach(), pr.detach()) <= RTOL, name
+        moved += int(not torch.equal(pr, p0))
+    assert moved == len(list(model.parameters()))
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('cfg', SGDP_CONFIGS, ids=cfg_id)
+def test_matches_reference_on_raw_tensors(cfg, dtype):
+    ours, opt_ours, _ = raw_run(SGDP, cfg, dtype, check_branches=True)
+    ref, opt_ref, _ = raw_run(adamp.SGDP, cfg, dtype)
+    for p_o, p_r, (name, *_) in zip(ours, ref, RAW_CASES):
+        assert rel_dev(p_o.detach(), p_r.detach()) <= RTOL, name
+        # Momentum buffers agree too (the reference projects its buffer in
+        # place when nesterov=False; so do we by default).
+        buf_o = opt_ours.state[p_o]['momentum']
+        buf_r = opt_ref.state[p_r]['momentum']
+        assert rel_dev(buf_o, buf_r) <= RTOL, name
+
+
+def test_wd_ratio_and_decay_form():
+    """One step from zero momentum, checked against the formulas."""
+    lr, wd, mom, ratio = 0.1, 0.05, 0.9, 0.3
+    gen = torch.Generator().manual_seed(4)
+    w = torch.randn(6, 20, generator=gen, dtype=torch.float64)
+    b = torch.randn(6, generator=gen, dtype=torch.float64)
+    g_w = synthetic_grad(w, torch.randn(6, 20, generator=gen,
+                                        dtype=torch.float64), 'channel')
+    g_b = torch.randn(6, generator=gen, dtype=torch.float64)
+    pw, pb = w.clone().requires_grad_(), b.clone().requires_grad_()
+    pw.grad, pb.grad = g_w.clone(), g_b.clone()
+    SGDP([pw, pb], lr=lr, momentum=mom, weight_decay=wd,
+         wd_ratio=ratio).step()
+    w_hat = w / (w.norm(dim=1, keepdim=True) + 1e-8)
+    d = g_w - w_hat * (w_hat * g_w).sum(1, keepdim=True)
+    exp_w = w * (1 - lr * wd * ratio / (1 - mom)) - lr * d
+    exp_b = b * (1 - lr * wd / (1 - mom)) - lr * g_b
+    torch.testing.assert_close(pw.detach(), exp_w, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(pb.detach(), exp_b, rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# The projection is really exercised
+# ---------------------------------------------------------------------------
+def channel_cos(delta_w, w):
+    d, wc = delta_w.reshape(w.shape[0], -1), w.reshape(w.shape[0], -1)
+    return ((d * wc).sum(1) / (d.norm(dim=1) * wc.norm(dim=1))).abs().max()
+
+
+@pytest.mark.parametrize('nesterov', [False, True])
+def test_update_of_scale_invariant_weight_is_orthogonal(nesterov):
+    """With momentum, the buffer holds gradients of earlier weights and has a
+    radial part; plain SGD keeps it, SGDP removes it from the update."""
+    model = make_model()
+    ours, plain = copy.deepcopy(model), copy.deepcopy(model)
+    opt = SGDP(ours.parameters(), lr=0.2, momentum=0.9, nesterov=nesterov)
+    opt_plain = torch.optim.SGD(plain.parameters(), lr=0.2, momentum=0.9,
+                                nesterov=nesterov)
+    gen = torch.Generator().manual_seed(5)
+    for step in range(8):
+        x = torch.randn(8, 3, 8, 8, generator=gen)
+        y = torch.randint(0, 5, (8, ), generator=gen)
+        w_before = ours[0].weight.detach().clone()
+        wp_before = plain[0].weight.detach().clone()
+        model_step(ours, opt, x, y)
+        model_step(plain, opt_plain, x, y)
+        if step >= 3:
+            cos_ours = channel_cos(ours[0].weight.detach() - w_before,
+                                   w_before)
+            cos_plain = channel_cos(plain[0].weight.detach() - wp_before,
+                                    wp_before)
+            assert cos_ours < 1e-4
+            assert cos_plain > 1e-2
+
+
+def test_buffer_not_projected_when_asked():
+    """project_buffer=False keeps the momentum buffer as the plain momentum
+    of the raw gradients, and then deviates from the reference."""
+    cfg = dict(lr=0.1, momentum=0.9)
+    ours, opt, history = raw_run(SGDP, dict(cfg, project_buffer=False),
+                                 torch.float64, steps=5)
+    ref, opt_ref, _ = raw_run(adamp.SGDP, cfg, torch.float64, steps=5)
+    for i, (name, _, _, expected) in enumerate(RAW_CASES):
+        buf = torch.zeros_like(ours[i])
+        for grads in history:
+            buf = 0.9 * buf + grads[i]
+        torch.testing.assert_close(opt.state[ours[i]]['momentum'], buf,
+                                   rtol=1e-12, atol=1e-12)
+        if expected in ('channel', 'layer'):
+            # the reference's buffer is projected, so the runs deviate
+            assert not torch.allclose(opt_ref.state[ref[i]]['momentum'],
+                                      buf), name
+            assert rel_dev(ours[i].detach(), ref[i].detach()) > 1e-6, name
+
+
+# ---------------------------------------------------------------------------
+# Misc behaviour
+# ---------------------------------------------------------------------------
+def test_skips_params_without_grad_and_returns_closure_loss():
+    a = torch.randn(4, 3, requires_grad=True)
+    b = torch.randn(4, 3, requires_grad=True)
+    opt = SGDP([a, b], lr=0.1, momentum=0.9)
+    b_before = b.detach().clone()
+
+    def closure():
+        opt.zero_grad()
+        loss = (a * torch.arange(12.).view(4, 3)).sum()
+        loss.backward()
+        return loss
+
+    loss = opt.step(closure)
+    assert isinstance(loss, torch.Tensor)
+    assert torch.equal(b.detach(), b_before)
+    assert b not in opt.state and a in opt.state
+
+
+def test_state_dict_round_trip():
+    model = make_model()
+    opt = SGDP(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
+    x, y = torch.randn(4, 3, 8, 8), torch.randint(0, 5, (4, ))
+    model_step(model, opt, x, y)
+    clone = copy.deepcopy(model)
+    opt2 = SGDP(clone.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
+    opt2.load_state_dict(copy.deepcopy(opt.state_dict()))
+    model_step(model, opt, x, y)
+    model_step(clone, opt2, x, y)
+    for p, q in zip(model.parameters(), clone.parameters()):
+        assert torch.equal(p, q)
+
+
+# ---------------------------------------------------------------------------
+# Argument validation
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(lr=-1), 'lr must be >= 0, got -1'),
+    (dict(lr=float('nan')), 'lr must be finite, got nan'),
+    (dict(lr='0.1'), "lr must be a real number, got '0.1'"),
+    (dict(momentum=1.0), r'momentum must be in \[0, 1\), got 1.0'),
+    (dict(momentum=-0.1), r'momentum must be in \[0, 1\), got -0.1'),
+    (dict(dampening=1.5), r'dampening must be in \[0, 1\], got 1.5'),
+    (dict(weight_decay=-1e-4), 'weight_decay must be >= 0, got -0.0001'),
+    (dict(eps=-1e-8), 'eps must be >= 0, got -1e-08'),
+    (dict(delta=-1), 'delta must be > 0, got -1'),
+    (dict(delta=0), 'delta must be > 0, got 0'),
+    (dict(wd_ratio=-0.5), 'wd_ratio must be >= 0, got -0.5'),
+    (dict(nesterov='yes'), "nesterov must be True or False, got 'yes'"),
+    (dict(project_buffer=1), 'project_buffer must be True or False, got 1'),
+])
+def test_invalid_arguments(kwargs, message):
+    kwargs = dict(dict(lr=0.1), **kwargs)
+    with pytest.raises(ValueError, match=message):
+        SGDP([torch.zeros(2, 2, requires_grad=True)], **kwargs)
+
+
+def test_invalid_param_group_override():
+    good = torch.zeros(2, 2, requires_grad=True)
+    bad = torch.zeros(2, 2, requires_grad=True)
+    with pytest.raises(ValueError, match='delta must be > 0, got -1'):
+        SGDP([{'params': [good]}, {'params': [bad], 'delta': -1}], lr=0.1)
+    opt = SGDP([good], lr=0.1)
+    with pytest.raises(ValueError, match=r'momentum must be in \[0, 1\)'):
+        opt.add_param_group({'params': [bad], 'momentum': 1})
+    assert len(opt.param_groups) == 1
+
+
+def test_lr_is_required():
+    with pytest.raises(TypeError):
+        SGDP([torch.zeros(2, requires_grad=True)])
