@@ -118,6 +118,8 @@ class WeightRescaler:
         self.rescale_running_stats = bool(rescale_running_stats)
         self.entries: List[RescaleEntry] = []
         self.discovery: Optional[DiscoveryResult] = None
+        self._targets_cache: Optional[torch.Tensor] = None
+        self._units: List[int] = []
         self._warned_zero: set = set()
         self._warned_clamp: set = set()
         for weight in weights:
@@ -171,6 +173,7 @@ class WeightRescaler:
         entry = RescaleEntry(name, param, out_dim, granularity, units,
                              validate_target(target_norm))
         self.entries.append(entry)
+        self._targets_cache = None
         return entry
 
     @property
@@ -192,6 +195,7 @@ class WeightRescaler:
                 norms = entry.unit_norms()
                 self._check_finite(entry, norms)
                 entry.target = norms.clone()
+        self._targets_cache = None
 
     def unit_norms(self) -> Dict[str, torch.Tensor]:
         """Current norm of every unit, by parameter name."""
@@ -207,33 +211,70 @@ class WeightRescaler:
     def rescale_(self) -> None:
         """Rescale every controlled unit to its target norm, in place.
 
+        Per weight: one norm pass and one in-place multiply; the scales of all
+        weights are computed together, with one check for zero and non-finite
+        norms (the slow path below runs only when there are some).
+
         Raises:
             FloatingPointError: If a controlled weight holds inf or NaN.
             RuntimeError: If a target is still ``'init'`` (capture it first).
         """
-        for entry in self.entries:
-            channel_norms = entry.channel_norms()
-            norms = entry.unit_norms(channel_norms)
-            self._check_finite(entry, norms)
-            target = self._target_tensor(entry, norms)
-            usable = norms > ZERO_NORM
-            scale = torch.where(usable, target / norms.clamp_min(ZERO_NORM),
-                                torch.ones_like(norms))
-            if entry.name not in self._warned_zero and not bool(usable.all()):
-                self._warned_zero.add(entry.name)
-                warnings.warn(
-                    f'WRS: {int((~usable).sum())} of {entry.num_units} '
-                    f'{entry.granularity} unit(s) of {entry.name} have zero norm '
-                    f'and are left as they are (a zero filter has no direction '
-                    f'to rescale).', RuntimeWarning, stacklevel=2)
+        if not self.entries:
+            return
+        channel_norms = [entry.channel_norms() for entry in self.entries]
+        unit_norms = [entry.unit_norms(norms)
+                      for entry, norms in zip(self.entries, channel_norms)]
+        flat = torch.cat(unit_norms)
+        targets = self._flat_targets(flat)
+        if bool(((flat <= ZERO_NORM) | ~torch.isfinite(flat)).any()):
+            for entry, norms in zip(self.entries, unit_norms):
+                self._check_finite(entry, norms)
+            usable = flat > ZERO_NORM
+            self._warn_zero(usable)
+            scales = torch.where(usable, targets / flat.clamp_min(ZERO_NORM),
+                                 torch.ones_like(flat))
+        else:
+            scales = targets / flat
+        # One multi-tensor op each for the weights and the running statistics.
+        tensors, factors = [], []
+        means, variances, stat_scales, eps = [], [], [], []
+        for entry, scale in zip(self.entries, scales.split(self._units)):
             per_channel = entry.to_channels(scale)
             view = [1] * entry.param.dim()
             view[entry.out_dim] = -1
-            entry.param.mul_(per_channel.view(view))
+            tensors.append(entry.param)
+            factors.append(per_channel.view(view))
             if entry.bias is not None:
-                entry.bias.mul_(per_channel)
+                tensors.append(entry.bias)
+                factors.append(per_channel)
             for norm in entry.running_stat_norms:
-                self._compensate(entry.name, norm, per_channel)
+                means.append(norm.running_mean)
+                variances.append(norm.running_var)
+                stat_scales.append(per_channel.to(norm.running_var.dtype))
+                eps.append(norm.eps)
+        torch._foreach_mul_(tensors, factors)
+        if means:
+            self._compensate(means, variances, stat_scales, eps)
+
+    def _flat_targets(self, like: torch.Tensor) -> torch.Tensor:
+        """All targets in one tensor, cached until a target changes."""
+        if self._targets_cache is None or self._targets_cache.device != like.device \
+                or self._targets_cache.dtype != like.dtype:
+            self._units = [entry.num_units for entry in self.entries]
+            self._targets_cache = torch.cat([
+                self._target_tensor(entry, like.new_empty(entry.num_units))
+                for entry in self.entries])
+        return self._targets_cache
+
+    def _warn_zero(self, usable: torch.Tensor) -> None:
+        for entry, ok in zip(self.entries, usable.split(self._units)):
+            if entry.name not in self._warned_zero and not bool(ok.all()):
+                self._warned_zero.add(entry.name)
+                warnings.warn(
+                    f'WRS: {int((~ok).sum())} of {entry.num_units} '
+                    f'{entry.granularity} unit(s) of {entry.name} have zero norm '
+                    f'and are left as they are (a zero filter has no direction '
+                    f'to rescale).', RuntimeWarning, stacklevel=3)
 
     def _target_tensor(self, entry: RescaleEntry, like: torch.Tensor) -> torch.Tensor:
         if isinstance(entry.target, torch.Tensor):
@@ -254,22 +295,28 @@ class WeightRescaler:
                 'rate or enable gradient clipping, then resume from the last '
                 'checkpoint.')
 
-    def _compensate(self, name: str, norm: nn.Module, scale: torch.Tensor) -> None:
-        mean, var = norm.running_mean, norm.running_var
-        scale = scale.to(var.dtype)
-        mean.mul_(scale)
-        var.add_(norm.eps).mul_(scale * scale).sub_(norm.eps)
-        negative = var < 0
-        if bool(negative.any()):
+    def _compensate(self, means, variances, scales, eps) -> None:
+        """running_mean *= s; running_var = s**2 * (running_var + eps) - eps."""
+        torch._foreach_mul_(means, scales)
+        torch._foreach_add_(variances, eps)
+        torch._foreach_mul_(variances, torch._foreach_mul(scales, scales))
+        torch._foreach_sub_(variances, eps)
+        if bool(torch.cat(variances).min() < 0):
             # s**2 * (var + eps) < eps: no variance reproduces the old function.
-            var.clamp_(min=0)
-            if name not in self._warned_clamp:
-                self._warned_clamp.add(name)
-                warnings.warn(
-                    f'WRS: rescaling {name} would need a negative running_var in '
-                    f'{type(norm).__name__} for {int(negative.sum())} channel(s); '
-                    'clamped to 0, so the eval-mode output of those channels '
-                    'changes slightly.', RuntimeWarning, stacklevel=3)
+            for entry in self.entries:
+                for norm in entry.running_stat_norms:
+                    negative = norm.running_var < 0
+                    if not bool(negative.any()):
+                        continue
+                    norm.running_var.clamp_(min=0)
+                    if entry.name not in self._warned_clamp:
+                        self._warned_clamp.add(entry.name)
+                        warnings.warn(
+                            f'WRS: rescaling {entry.name} would need a negative '
+                            f'running_var in {type(norm).__name__} for '
+                            f'{int(negative.sum())} channel(s); clamped to 0, so the '
+                            'eval-mode output of those channels changes slightly.',
+                            RuntimeWarning, stacklevel=3)
 
     def state_dict(self) -> Dict[str, Any]:
         """Targets by parameter name (captured ``'init'`` targets survive resume)."""
@@ -299,3 +346,4 @@ class WeightRescaler:
                                    f'units, the weight has {entry.num_units}')
                 target = target.to(entry.param.device)
             entry.target = target
+        self._targets_cache = None
