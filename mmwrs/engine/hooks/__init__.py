@@ -1,3 +1,6 @@
+from .eps_l2_hook import EpsShiftedL2Hook
+from .fixnorm_hook import FixNormHook
+from .replace_optimizer_hook import ReplaceOptimizerHook
 from .wrs_hook import WRSHook
 
-__all__ = ['WRSHook']
+__all__ = ['WRSHook', 'FixNormHook', 'EpsShiftedL2Hook', 'ReplaceOptimizerHook']
