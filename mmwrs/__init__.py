@@ -11,14 +11,8 @@ import importlib.util
 from .version import __version__
 
 if importlib.util.find_spec('mmengine') is not None:
-    import os.path as _osp
-    if _osp.exists(_osp.join(_osp.dirname(__file__), 'compat.py')):  # TEMP until compat lands
-        from . import compat
-        compat.apply()
-    from . import engine  # noqa: F401  (registers hooks, constructors, optimizers)
-    if (importlib.util.find_spec('mmdet') is not None
-            and importlib.util.find_spec('mmseg') is not None):
-        if _osp.exists(_osp.join(_osp.dirname(__file__), 'datasets')):  # TEMP
-            from . import datasets  # noqa: F401  (registers the shapes datasets)
+    from . import compat
+    compat.apply()
+    from . import engine  # noqa: F401  (registers hooks and optimizers)
 
 __all__ = ['__version__']

@@ -1,0 +1,72 @@
+"""Every fix mmwrs needs for its pinned stack, each with the reason.
+
+Pinned: torch 2.13.0, mmcv 2.1.0, mmengine 0.10.7, mmdet 3.3.0, mmseg 1.2.2.
+:func:`apply` is idempotent and runs on ``import mmwrs``.
+"""
+import numpy as np
+import torch
+
+_applied = False
+
+
+def _numpy_checkpoint_globals():
+    """numpy types mmengine's checkpoints pickle (meta, message hub)."""
+    core = getattr(np, '_core', None) or np.core  # numpy 2.x / 1.x
+    types = [core.multiarray._reconstruct, core.multiarray.scalar, np.ndarray, np.dtype]
+    dtypes = getattr(np, 'dtypes', None)  # the dtype classes of numpy >= 1.25
+    if dtypes is not None:
+        types += [getattr(dtypes, name) for name in dir(dtypes) if name.endswith('DType')]
+    return types
+
+
+def allow_mmengine_checkpoints() -> None:
+    """Let ``torch.load``'s safe mode read mmengine's own checkpoints.
+
+    Why: torch >= 2.6 loads with ``weights_only=True`` by default, and
+    mmengine 0.10.7 calls ``torch.load`` without the argument, so resuming
+    fails on the ``HistoryBuffer`` and numpy arrays/scalars its checkpoints
+    hold (message hub, meta). Found by loading a real Runner checkpoint.
+    Instead of turning safe loading off (which would run arbitrary code from
+    untrusted files), exactly these data types are allow-listed: a file that
+    asks for anything else is still refused.
+    """
+    from mmengine.logging import HistoryBuffer
+    torch.serialization.add_safe_globals([HistoryBuffer, *_numpy_checkpoint_globals()])
+
+
+_BUILTIN_STATISTICS = ('min', 'max', 'current', 'mean')
+
+
+def _history_buffer_getstate(self) -> dict:
+    """``HistoryBuffer.__getstate__`` without the built-in statistic methods."""
+    state = dict(self.__dict__)
+    state.pop('statistics_methods', None)
+    custom = {name: method for name, method in self._statistics_methods.items()
+              if name not in _BUILTIN_STATISTICS}
+    if custom:
+        state['statistics_methods'] = custom
+    return state
+
+
+def picklable_history_buffers() -> None:
+    """Keep function references out of the message hub in checkpoints.
+
+    Why: mmengine 0.10.7's ``HistoryBuffer.__getstate__`` stores the class's
+    statistic methods (``HistoryBuffer.min`` ...) in every buffer, which
+    pickles as ``getattr(HistoryBuffer, 'min')``; loading that in safe mode
+    would need ``getattr`` allow-listed, which would make safe mode unsafe.
+    Its ``__setstate__`` restores the built-in methods anyway, so they are left
+    out (custom registered methods are still saved, as before).
+    """
+    from mmengine.logging import HistoryBuffer
+    HistoryBuffer.__getstate__ = _history_buffer_getstate
+
+
+def apply() -> None:
+    """Apply every fix once."""
+    global _applied
+    if _applied:
+        return
+    allow_mmengine_checkpoints()
+    picklable_history_buffers()
+    _applied = True

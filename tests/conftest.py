@@ -1,0 +1,58 @@
+"""Shared fixtures: a tiny shapes dataset and tiny Runner configs of the demos."""
+import os.path as osp
+
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DET_DEMO = osp.join(REPO, 'configs/demo/faster-rcnn_r18_fpn_shapes.py')
+SEG_DEMO = osp.join(REPO, 'configs/demo/fcn_r18-d8_shapes.py')
+
+
+@pytest.fixture(scope='session')
+def shapes_root(tmp_path_factory):
+    from mmwrs.datasets import generate_shapes
+    return generate_shapes(str(tmp_path_factory.mktemp('shapes')), num_train=8,
+                           num_val=4, img_size=128, seed=0) + '/'
+
+
+def tiny_options(config, data_root, iters=2, batch_size=2):
+    """cfg-options that shrink a demo config to a few quick iterations."""
+    options = {
+        'train_dataloader.dataset.data_root': data_root,
+        'val_dataloader.dataset.data_root': data_root,
+        'test_dataloader.dataset.data_root': data_root,
+        'train_dataloader.batch_size': batch_size,
+        'val_dataloader.batch_size': batch_size,
+        'test_dataloader.batch_size': batch_size,
+        'train_cfg.max_iters': iters,
+        'train_cfg.val_interval': iters,
+        'default_hooks.logger.interval': 1,
+        'default_hooks.checkpoint.interval': iters,
+        'param_scheduler': [dict(type='ConstantLR', factor=1.0, by_epoch=False)],
+    }
+    if 'faster-rcnn' in config or 'mask' in config or 'retina' in config:
+        options['val_evaluator.ann_file'] = data_root + 'annotations/instances_val.json'
+        options['test_evaluator.ann_file'] = data_root + 'annotations/instances_val.json'
+    return options
+
+
+@pytest.fixture
+def make_cfg(shapes_root, tmp_path):
+    """Load a config, overlay regularizer files, shrink it; returns a Config."""
+    from mmengine.config import Config
+
+    def make(config, overlays=(), iters=2, work_dir=None, **extra):
+        options = tiny_options(config, shapes_root, iters)
+        if overlays:
+            child = tmp_path / f'composed_{len(list(tmp_path.iterdir()))}.py'
+            bases = [config] + [osp.join(REPO, 'configs/_base_/regularizers', f'{o}.py')
+                                for o in overlays]
+            child.write_text(f'_base_ = {bases!r}\n')
+            config = str(child)
+        cfg = Config.fromfile(config)
+        cfg.merge_from_dict(options)
+        cfg.merge_from_dict(extra)
+        cfg.work_dir = str(work_dir or tmp_path / 'work_dir')
+        return cfg
+
+    return make

@@ -1,0 +1,146 @@
+"""WRSHook through the real mmengine Runner on the demo detector and segmentor."""
+import pytest
+import torch
+from mmengine.runner import Runner
+
+from mmwrs.launch import register_codebase
+from mmwrs.testing import DumpWeightsHook
+
+from conftest import DET_DEMO, SEG_DEMO
+
+# Deterministic: no flips, no dropout, so runs can be compared weight by weight.
+NO_RANDOMNESS = {
+    'train_dataloader.dataset.pipeline': [
+        dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
+        dict(type='PackSegInputs')],
+    'model.decode_head.dropout_ratio': 0.0,
+    'model.auxiliary_head.dropout_ratio': 0.0,
+}
+
+
+def _runner(cfg):
+    register_codebase(cfg)
+    return Runner.from_cfg(cfg)
+
+
+def _hook(runner, name='WRSHook'):
+    return next(h for h in runner.hooks if type(h).__name__ == name)
+
+
+def _dump_hook(runner):
+    return next(h for h in runner.hooks if isinstance(h, DumpWeightsHook))
+
+
+def _with_dump(cfg):
+    cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(type='DumpWeightsHook')]
+    return cfg
+
+
+@pytest.mark.parametrize('config', [SEG_DEMO, DET_DEMO])
+def test_norms_on_target_after_every_update_and_decay_only_elsewhere(make_cfg, config):
+    runner = _runner(_with_dump(make_cfg(config, ['wrs'], iters=3)))
+    runner.train()
+    hook = _hook(runner)
+    rescaler = hook.rescaler
+    assert len(rescaler) >= 20 and hook.num_updates == 3
+    history = _dump_hook(runner).norm_history
+    assert len(history) == 3
+    for norms in history:
+        for name, values in norms.items():
+            assert torch.allclose(values, torch.ones_like(values), atol=1e-5), name
+    controlled = {id(p) for p in rescaler.params}
+    decay = runner.cfg.optim_wrapper.optimizer.weight_decay
+    seen_other = False
+    for group in runner.optim_wrapper.optimizer.param_groups:
+        ids = {id(p) for p in group['params']}
+        if ids <= controlled:
+            assert group['weight_decay'] == 0.0
+        else:
+            assert not ids & controlled  # never mixed
+            assert group['weight_decay'] == decay
+            seen_other = True
+    assert seen_other
+    # FPN / head layers without a norm are excluded, with a reason.
+    excluded = {e.name: e.reason for e in rescaler.discovery.excluded}
+    if config == DET_DEMO:
+        assert 'normalization' in excluded['neck.fpn_convs.0.conv.weight']
+
+
+def test_startup_report_lists_controlled_and_excluded(make_cfg, capsys):
+    runner = _runner(make_cfg(SEG_DEMO, ['wrs'], iters=1))
+    runner.train()
+    log = open(runner.logger.log_file).read()
+    assert 'WRSHook: ' in log and 'held at their target norm' in log
+    assert 'backbone.layer4.1.conv2.weight' in log and 'BatchNorm2d' in log
+    assert 'decode_head.conv_seg.weight' in log  # excluded, with its reason
+    assert 'left alone' in log
+
+
+def test_gradient_accumulation_rescales_on_update_iterations_only(make_cfg):
+    cfg = _with_dump(make_cfg(SEG_DEMO, ['wrs'], iters=4,
+                              **{'optim_wrapper.accumulative_counts': 2}))
+    runner = _runner(cfg)
+    runner.train()
+    hook = _hook(runner)
+    assert hook.num_updates == 2  # 4 iterations, an update every 2
+    history = _dump_hook(runner).norm_history
+    for norms in history:  # micro-steps change nothing: still on target
+        for values in norms.values():
+            assert torch.allclose(values, torch.ones_like(values), atol=1e-5)
+
+
+def test_resume_equals_uninterrupted_run(make_cfg, tmp_path):
+    full = _runner(_with_dump(make_cfg(SEG_DEMO, ['wrs'], iters=4,
+                                       work_dir=tmp_path / 'full', **NO_RANDOMNESS)))
+    full.train()
+    first = make_cfg(SEG_DEMO, ['wrs'], iters=4, work_dir=tmp_path / 'split', **NO_RANDOMNESS)
+    first.train_cfg.max_iters = 2
+    first.default_hooks.checkpoint.interval = 2
+    _runner(first).train()
+    second = _with_dump(make_cfg(SEG_DEMO, ['wrs'], iters=4, work_dir=tmp_path / 'split',
+                                 **NO_RANDOMNESS))
+    second.resume = True
+    resumed = _runner(second)
+    resumed.train()
+    assert resumed.iter == 4 and _hook(resumed).num_updates == 4
+    a = torch.load(tmp_path / 'full' / 'rank0.pth')
+    b = torch.load(tmp_path / 'split' / 'rank0.pth')
+    for name in a:
+        assert torch.allclose(a[name].float(), b[name].float(), rtol=1e-5, atol=1e-6), name
+
+
+def test_nothing_scale_invariant_is_a_clear_error(make_cfg):
+    cfg = make_cfg(SEG_DEMO, ['wrs'], iters=1)
+    cfg.custom_hooks[0]['include'] = [r'^no_such_layer']
+    runner = _runner(cfg)
+    with pytest.raises(RuntimeError, match='found no scale-invariant weight in EncoderDecoder'):
+        runner.train()
+    log = open(runner.logger.log_file).read()
+    assert "include pattern '^no_such_layer' matches no parameter name" in log
+
+
+def test_amp_skipped_step_leaves_weights_on_target(make_cfg):
+    """torch's GradScaler never calls optimizer.step() on an inf gradient, and
+    the rescale hangs on that step: a skipped step rescales nothing."""
+    runner = _runner(make_cfg(SEG_DEMO, ['wrs'], iters=1))
+    runner.train()
+    hook = _hook(runner)
+    optimizer = runner.optim_wrapper.optimizer
+    handle = optimizer.register_step_post_hook(hook._after_step)
+    try:
+        scaler = torch.amp.GradScaler('cpu')
+        scaler.scale(torch.ones(()))  # as a training step would, via the loss
+        before = {k: v.clone() for k, v in runner.model.state_dict().items()}
+        updates = hook.num_updates
+        for p in hook.rescaler.params:
+            p.grad = torch.full_like(p, float('inf'))
+        scaler.step(optimizer)
+        scaler.update()
+        assert hook.num_updates == updates
+        after = runner.model.state_dict()
+        assert all(torch.equal(before[k], after[k]) for k in before)
+        assert scaler.get_scale() < 65536.0  # the scaler did see the inf
+        for values in hook.rescaler.unit_norms().values():
+            assert torch.allclose(values, torch.ones_like(values), atol=1e-5)
+    finally:
+        handle.remove()
