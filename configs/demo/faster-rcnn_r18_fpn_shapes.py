@@ -14,12 +14,14 @@ model = dict(
     rpn_head=dict(in_channels=128, feat_channels=128,
                   anchor_generator=dict(scales=[4], strides=[4, 8, 16, 32, 64])),
     roi_head=dict(
-        bbox_roi_extractor=dict(out_channels=128),
+        # A fixed sampling ratio bounds mmcv's CPU RoIAlign, the costliest op here.
+        bbox_roi_extractor=dict(
+            out_channels=128, roi_layer=dict(type='RoIAlign', output_size=7, sampling_ratio=2)),
         bbox_head=dict(in_channels=128, fc_out_channels=256, num_classes=3)),
     train_cfg=dict(
-        rpn_proposal=dict(nms_pre=500, max_per_img=300),
-        rcnn=dict(sampler=dict(num=128))),
-    test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=300), rcnn=dict(max_per_img=20)))
+        rpn_proposal=dict(nms_pre=500, max_per_img=200),
+        rcnn=dict(sampler=dict(num=64))),
+    test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=200), rcnn=dict(max_per_img=20)))
 
 max_iters = 200
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)

@@ -4,8 +4,11 @@ Importing this package registers every mmwrs type into mmengine's root
 registries, from which the mmdet and mmseg child registries resolve them.
 """
 from . import registry  # noqa: F401  (SGDP, AdamP into OPTIMIZERS)
-from .hooks import EpsShiftedL2Hook, FixNormHook, ReplaceOptimizerHook, WRSHook
+from .hooks import (EpsShiftedL2Hook, FixNormHook, ReplaceOptimizerHook,
+                    WeightStandardizationHook, WRSHook)
 from .param_groups import split_off_params_
 
-__all__ = ['WRSHook', 'FixNormHook', 'EpsShiftedL2Hook', 'ReplaceOptimizerHook',
-           'split_off_params_']
+__all__ = [
+    'WRSHook', 'FixNormHook', 'EpsShiftedL2Hook', 'ReplaceOptimizerHook',
+    'WeightStandardizationHook', 'split_off_params_'
+]

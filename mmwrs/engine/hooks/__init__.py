@@ -1,6 +1,10 @@
 from .eps_l2_hook import EpsShiftedL2Hook
 from .fixnorm_hook import FixNormHook
 from .replace_optimizer_hook import ReplaceOptimizerHook
+from .ws_hook import WeightStandardizationHook
 from .wrs_hook import WRSHook
 
-__all__ = ['WRSHook', 'FixNormHook', 'EpsShiftedL2Hook', 'ReplaceOptimizerHook']
+__all__ = [
+    'WRSHook', 'FixNormHook', 'EpsShiftedL2Hook', 'ReplaceOptimizerHook',
+    'WeightStandardizationHook'
+]
