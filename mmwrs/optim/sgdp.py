@@ -3,15 +3,18 @@
 Heo et al., "AdamP: Slowing Down the Slowdown for Momentum Optimizers on
 Scale-invariant Weights", ICLR 2021. The numerics follow the authors'
 reference implementation, the ``adamp`` package 0.3.0 on PyPI, exactly; this
-is a clean rewrite whose per-parameter projection test runs without
-host-device synchronisation. Needs only PyTorch.
+is a clean rewrite whose projection test runs without host-device
+synchronisation, with an optional multi-tensor path. Needs only PyTorch.
 """
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from .adamp import (ParamsT, _check_bool, _check_projection_args,
-                    _check_unit_interval, _decay_factor, project_radial)
+from .adamp import (ParamsT, _check_bool, _check_optional_bool,
+                    _check_projection_args, _check_unit_interval,
+                    _decay_factor, _foreach_mul_scalar_,
+                    _foreach_project_and_step, _projectable,
+                    _scale_, _use_foreach, project_radial)
 
 __all__ = ['SGDP']
 
@@ -61,6 +64,14 @@ class SGDP(torch.optim.Optimizer):
         project_buffer (bool): Keyword-only. With ``nesterov=False``, store
             the projected update as the momentum buffer, as the reference
             does. Default: True.
+        foreach (bool | None): Keyword-only. True: the multi-tensor step
+            (``torch._foreach_*`` ops; weights of the same shape, dtype and
+            device are tested and projected together), far fewer kernel
+            launches; it agrees with the reference up to rounding, not bit
+            for bit (batched reductions may sum in another order). False: the
+            reference's per-parameter operations, bit-identical to it.
+            None (default): True when all of a group's parameters are on
+            CUDA, else False.
 
     Raises:
         ValueError: If an argument (in the defaults or in a parameter group)
@@ -78,11 +89,12 @@ class SGDP(torch.optim.Optimizer):
                  delta: float = 0.1,
                  wd_ratio: float = 0.1,
                  *,
-                 project_buffer: bool = True):
+                 project_buffer: bool = True,
+                 foreach: Optional[bool] = None):
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
                         weight_decay=weight_decay, nesterov=nesterov,
                         eps=eps, delta=delta, wd_ratio=wd_ratio,
-                        project_buffer=project_buffer)
+                        project_buffer=project_buffer, foreach=foreach)
         self._check_group(defaults)
         super().__init__(params, defaults)
 
@@ -90,6 +102,7 @@ class SGDP(torch.optim.Optimizer):
         super().__setstate__(state)
         for group in self.param_groups:
             group.setdefault('project_buffer', True)
+            group.setdefault('foreach', None)
 
     @staticmethod
     def _check_group(group: Dict[str, Any]) -> None:
@@ -99,6 +112,7 @@ class SGDP(torch.optim.Optimizer):
         _check_unit_interval('dampening', group['dampening'],
                              high_inclusive=True)
         _check_bool('project_buffer', group['project_buffer'])
+        _check_optional_bool('foreach', group['foreach'])
 
     def add_param_group(self, param_group: Dict[str, Any]) -> None:
         """Adds a parameter group after checking its (merged) arguments."""
@@ -124,42 +138,74 @@ class SGDP(torch.optim.Optimizer):
                 loss = closure()
 
         for group in self.param_groups:
-            lr = group['lr']
-            momentum = group['momentum']
-            dampening = group['dampening']
-            nesterov = group['nesterov']
-            weight_decay = group['weight_decay']
+            params, grads, bufs = [], [], []
             for p in group['params']:
                 if p.grad is None:
                     continue
-                grad = p.grad
-                if grad.is_sparse:
+                if p.grad.is_sparse:
                     raise RuntimeError('SGDP does not support sparse '
                                        'gradients')
                 state = self.state[p]
                 if len(state) == 0:
                     state['momentum'] = torch.zeros_like(
                         p, memory_format=torch.preserve_format)
-                buf = state['momentum']
-                buf.mul_(momentum).add_(grad, alpha=1 - dampening)
-                update = grad + momentum * buf if nesterov else buf
-
-                projected = None
-                if p.dim() > 1 and p.numel() > 0:
-                    update, projected = project_radial(
-                        p, grad, update, group['delta'], group['eps'])
-                    if not nesterov and group['project_buffer']:
-                        # The reference projects the buffer in place.
-                        buf.copy_(update)
-
-                if weight_decay > 0:
-                    p.mul_(
-                        _decay_factor(
-                            projected, p,
-                            1 - lr * weight_decay / (1 - momentum),
-                            1 - lr * weight_decay * group['wd_ratio'] /
-                            (1 - momentum)))
-
-                p.add_(update, alpha=-lr)
-
+                params.append(p)
+                grads.append(p.grad)
+                bufs.append(state['momentum'])
+            if not params:
+                continue
+            if _use_foreach(group['foreach'], params):
+                self._step_foreach(group, params, grads, bufs)
+            else:
+                for p, grad, buf in zip(params, grads, bufs):
+                    self._step_one(group, p, grad, buf)
         return loss
+
+    @staticmethod
+    def _decays(group: Dict[str, Any]) -> Optional[Tuple[float, float]]:
+        """(plain, projected) decay factors, or None without decay."""
+        lr, weight_decay = group['lr'], group['weight_decay']
+        if weight_decay <= 0:
+            return None
+        momentum = group['momentum']
+        return (1 - lr * weight_decay / (1 - momentum),
+                1 - lr * weight_decay * group['wd_ratio'] / (1 - momentum))
+
+    @staticmethod
+    def _step_one(group: Dict[str, Any], p: torch.Tensor, grad: torch.Tensor,
+                  buf: torch.Tensor) -> None:
+        """The reference's per-parameter step (same operations, no sync)."""
+        momentum, nesterov = group['momentum'], group['nesterov']
+        buf.mul_(momentum).add_(grad, alpha=1 - group['dampening'])
+        update = grad + momentum * buf if nesterov else buf
+
+        projected = None
+        if _projectable(p):
+            update, projected = project_radial(p, grad, update,
+                                               group['delta'], group['eps'])
+            if not nesterov and group['project_buffer']:
+                # The reference projects the buffer in place.
+                buf.copy_(update)
+        decays = SGDP._decays(group)
+        if decays is not None:
+            _scale_(p, _decay_factor(projected, p, *decays))
+        p.add_(update, alpha=-group['lr'])
+
+    @staticmethod
+    def _step_foreach(group: Dict[str, Any], params: List[torch.Tensor],
+                      grads: List[torch.Tensor],
+                      bufs: List[torch.Tensor]) -> None:
+        """Multi-tensor step: same-shaped weights are projected together."""
+        momentum, nesterov = group['momentum'], group['nesterov']
+        _foreach_mul_scalar_(bufs, momentum)
+        torch._foreach_add_(bufs, grads, alpha=1 - group['dampening'])
+        if nesterov:
+            updates = torch._foreach_add(grads,
+                                         torch._foreach_mul(bufs, momentum))
+        else:
+            updates = bufs
+        _foreach_project_and_step(
+            params, grads, updates, delta=group['delta'], eps=group['eps'],
+            step_size=group['lr'], decay=SGDP._decays(group),
+            project_into=bufs if not nesterov and group['project_buffer']
+            else None)

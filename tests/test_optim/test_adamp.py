@@ -108,11 +108,12 @@ def cfg_id(cfg):
 # ---------------------------------------------------------------------------
 # Agreement with the reference
 # ---------------------------------------------------------------------------
+@pytest.mark.parametrize('foreach', [False, True])
 @pytest.mark.parametrize('cfg', ADAMP_CONFIGS, ids=cfg_id)
-def test_matches_reference_on_conv_bn_model(cfg):
+def test_matches_reference_on_conv_bn_model(cfg, foreach):
     model = make_model()
     ours, ref = copy.deepcopy(model), copy.deepcopy(model)
-    opt_ours = AdamP(ours.parameters(), **cfg)
+    opt_ours = AdamP(ours.parameters(), foreach=foreach, **cfg)
     opt_ref = adamp.AdamP(ref.parameters(), **cfg)
     gen = torch.Generator().manual_seed(3)
     for _ in range(STEPS):
@@ -130,10 +131,15 @@ def test_matches_reference_on_conv_bn_model(cfg):
         assert rel_dev(so['exp_avg_sq'], sr['exp_avg_sq']) <= RTOL, name
 
 
+@pytest.mark.parametrize('foreach', [False, True])
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
 @pytest.mark.parametrize('cfg', ADAMP_CONFIGS, ids=cfg_id)
-def test_matches_reference_on_raw_tensors(cfg, dtype):
-    ours, _ = raw_run(AdamP, cfg, dtype, check_branches=True)
+def test_matches_reference_on_raw_tensors(cfg, dtype, foreach):
+    # foreach=True stacks the three (6, 20) and the three (8, 4, 3, 3)
+    # weights, each trio with a channel-wise, a layer-wise and a
+    # non-projected member, so one batch takes all three branches.
+    ours, _ = raw_run(AdamP, dict(cfg, foreach=foreach), dtype,
+                      check_branches=True)
     ref, _ = raw_run(adamp.AdamP, cfg, dtype)
     for p_o, p_r, (name, *_) in zip(ours, ref, RAW_CASES):
         assert rel_dev(p_o.detach(), p_r.detach()) <= RTOL, name
@@ -171,13 +177,15 @@ def channel_cos(delta_w, w):
     return ((d * wc).sum(1) / (d.norm(dim=1) * wc.norm(dim=1))).abs().max()
 
 
+@pytest.mark.parametrize('foreach', [False, True])
 @pytest.mark.parametrize('nesterov', [False, True])
-def test_update_of_scale_invariant_weight_is_orthogonal(nesterov):
+def test_update_of_scale_invariant_weight_is_orthogonal(nesterov, foreach):
     """Adam's elementwise scaling gives the update of a scale-invariant
     weight a radial part (see plain Adam); AdamP removes it."""
     model = make_model()
     ours, plain = copy.deepcopy(model), copy.deepcopy(model)
-    opt = AdamP(ours.parameters(), lr=1e-2, nesterov=nesterov)
+    opt = AdamP(ours.parameters(), lr=1e-2, nesterov=nesterov,
+                foreach=foreach)
     opt_plain = torch.optim.Adam(plain.parameters(), lr=1e-2)
     gen = torch.Generator().manual_seed(5)
     for _ in range(5):
@@ -255,6 +263,78 @@ def test_state_dict_round_trip():
         assert torch.equal(p, q)
 
 
+@pytest.mark.parametrize('foreach', [False, True])
+def test_missing_grads_and_mixed_dtypes_match_reference(foreach):
+    """Parameters that skip steps (so their step counts differ), same shapes
+    with different dtypes, and a 1-D parameter, in one group."""
+    cfg = dict(lr=1e-2, weight_decay=1e-1)
+    gen = torch.Generator().manual_seed(7)
+    init = [torch.randn(6, 20, generator=gen) for _ in range(3)]
+    init += [torch.randn(6, generator=gen)]
+    dtypes = [torch.float32, torch.float32, torch.float64, torch.float32]
+
+    def run(opt_cls, **extra):
+        params = [t.to(dt, copy=True).requires_grad_()
+                  for t, dt in zip(init, dtypes)]
+        opt = opt_cls(params, **cfg, **extra)
+        g = torch.Generator().manual_seed(8)
+        for step in range(12):
+            for i, p in enumerate(params):
+                noise = torch.randn(p.shape, generator=g).to(p.dtype)
+                skip = i == 1 and step in (0, 1, 5)
+                p.grad = None if skip else synthetic_grad(
+                    p.detach(), noise, 'channel' if p.dim() > 1 else 'any')
+            opt.step()
+        return params
+
+    for p_o, p_r in zip(run(AdamP, foreach=foreach), run(adamp.AdamP)):
+        assert p_o.dtype == p_r.dtype
+        assert rel_dev(p_o.detach(), p_r.detach()) <= RTOL
+
+
+@pytest.mark.parametrize('foreach', [False, True])
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+def test_half_precision_params_match_reference(dtype, foreach):
+    """The decay factor (e.g. 0.995) is applied in float32, as the
+    reference's Python-float multiply does, not rounded to half first: the
+    per-parameter path is bit-identical; the multi-tensor path's stacked
+    half-precision reductions round differently, within a few ulps."""
+    cfg = dict(lr=1e-2, weight_decay=0.5, eps=1e-3)  # 1e-8 underflows fp16
+    ours, _ = raw_run(AdamP, dict(cfg, foreach=foreach), dtype, steps=10)
+    ref, _ = raw_run(adamp.AdamP, cfg, dtype, steps=10)
+    for p_o, p_r, (name, *_) in zip(ours, ref, RAW_CASES):
+        assert p_o.dtype == dtype
+        if foreach:
+            tol = 8 * torch.finfo(dtype).eps
+            assert rel_dev(p_o.detach().double(), p_r.detach().double()) <= tol
+        else:
+            assert torch.equal(p_o, p_r), name
+
+
+def test_foreach_batches_large_buckets(monkeypatch):
+    """Same results when same-shaped weights are split into several
+    stacked batches."""
+    from mmwrs.optim import adamp as adamp_module
+    monkeypatch.setattr(adamp_module, '_MAX_STACK_NUMEL', 150)
+    cfg = dict(lr=1e-2, weight_decay=0.5)
+    ours, _ = raw_run(AdamP, dict(cfg, foreach=True), torch.float64)
+    ref, _ = raw_run(adamp.AdamP, cfg, torch.float64)
+    for p_o, p_r, (name, *_) in zip(ours, ref, RAW_CASES):
+        assert rel_dev(p_o.detach(), p_r.detach()) <= RTOL, name
+
+
+def test_foreach_default_is_per_parameter_on_cpu(monkeypatch):
+    calls = []
+    monkeypatch.setattr(AdamP, '_step_foreach',
+                        staticmethod(lambda *a: calls.append('foreach')))
+    p = torch.randn(3, 4, requires_grad=True)
+    p.grad = torch.randn(3, 4)
+    AdamP([p], lr=0.1).step()
+    assert calls == []
+    AdamP([p], lr=0.1, foreach=True).step()
+    assert calls == ['foreach']
+
+
 # ---------------------------------------------------------------------------
 # Argument validation
 # ---------------------------------------------------------------------------
@@ -269,6 +349,7 @@ def test_state_dict_round_trip():
     (dict(wd_ratio=-0.1), 'wd_ratio must be >= 0, got -0.1'),
     (dict(nesterov=None), 'nesterov must be True or False, got None'),
     (dict(delta=float('inf')), 'delta must be finite, got inf'),
+    (dict(foreach=1), 'foreach must be True, False or None, got 1'),
 ])
 def test_invalid_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -123,12 +123,13 @@ def cfg_id(cfg):
 # ---------------------------------------------------------------------------
 # Agreement with the reference
 # ---------------------------------------------------------------------------
+@pytest.mark.parametrize('foreach', [False, True])
 @pytest.mark.parametrize('cfg', SGDP_CONFIGS, ids=cfg_id)
-def test_matches_reference_on_conv_bn_model(cfg):
+def test_matches_reference_on_conv_bn_model(cfg, foreach):
     model = make_model()
     ours, ref = copy.deepcopy(model), copy.deepcopy(model)
-    opt_ours, opt_ref = SGDP(ours.parameters(), **cfg), adamp.SGDP(
-        ref.parameters(), **cfg)
+    opt_ours = SGDP(ours.parameters(), foreach=foreach, **cfg)
+    opt_ref = adamp.SGDP(ref.parameters(), **cfg)
     gen = torch.Generator().manual_seed(3)
     for _ in range(STEPS):
         x = torch.randn(8, 3, 8, 8, generator=gen)
@@ -144,10 +145,15 @@ def test_matches_reference_on_conv_bn_model(cfg):
     assert moved == len(list(model.parameters()))
 
 
+@pytest.mark.parametrize('foreach', [False, True])
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
 @pytest.mark.parametrize('cfg', SGDP_CONFIGS, ids=cfg_id)
-def test_matches_reference_on_raw_tensors(cfg, dtype):
-    ours, opt_ours, _ = raw_run(SGDP, cfg, dtype, check_branches=True)
+def test_matches_reference_on_raw_tensors(cfg, dtype, foreach):
+    # foreach=True stacks the three (6, 20) and the three (8, 4, 3, 3)
+    # weights, each trio with a channel-wise, a layer-wise and a
+    # non-projected member, so one batch takes all three branches.
+    ours, opt_ours, _ = raw_run(SGDP, dict(cfg, foreach=foreach), dtype,
+                                check_branches=True)
     ref, opt_ref, _ = raw_run(adamp.SGDP, cfg, dtype)
     for p_o, p_r, (name, *_) in zip(ours, ref, RAW_CASES):
         assert rel_dev(p_o.detach(), p_r.detach()) <= RTOL, name
@@ -187,13 +193,15 @@ def channel_cos(delta_w, w):
     return ((d * wc).sum(1) / (d.norm(dim=1) * wc.norm(dim=1))).abs().max()
 
 
+@pytest.mark.parametrize('foreach', [False, True])
 @pytest.mark.parametrize('nesterov', [False, True])
-def test_update_of_scale_invariant_weight_is_orthogonal(nesterov):
+def test_update_of_scale_invariant_weight_is_orthogonal(nesterov, foreach):
     """With momentum, the buffer holds gradients of earlier weights and has a
     radial part; plain SGD keeps it, SGDP removes it from the update."""
     model = make_model()
     ours, plain = copy.deepcopy(model), copy.deepcopy(model)
-    opt = SGDP(ours.parameters(), lr=0.2, momentum=0.9, nesterov=nesterov)
+    opt = SGDP(ours.parameters(), lr=0.2, momentum=0.9, nesterov=nesterov,
+               foreach=foreach)
     opt_plain = torch.optim.SGD(plain.parameters(), lr=0.2, momentum=0.9,
                                 nesterov=nesterov)
     gen = torch.Generator().manual_seed(5)
@@ -213,12 +221,14 @@ def test_update_of_scale_invariant_weight_is_orthogonal(nesterov):
             assert cos_plain > 1e-2
 
 
-def test_buffer_not_projected_when_asked():
+@pytest.mark.parametrize('foreach', [False, True])
+def test_buffer_not_projected_when_asked(foreach):
     """project_buffer=False keeps the momentum buffer as the plain momentum
     of the raw gradients, and then deviates from the reference."""
     cfg = dict(lr=0.1, momentum=0.9)
-    ours, opt, history = raw_run(SGDP, dict(cfg, project_buffer=False),
-                                 torch.float64, steps=5)
+    ours, opt, history = raw_run(
+        SGDP, dict(cfg, project_buffer=False, foreach=foreach), torch.float64,
+        steps=5)
     ref, opt_ref, _ = raw_run(adamp.SGDP, cfg, torch.float64, steps=5)
     for i, (name, _, _, expected) in enumerate(RAW_CASES):
         buf = torch.zeros_like(ours[i])
@@ -268,6 +278,78 @@ def test_state_dict_round_trip():
         assert torch.equal(p, q)
 
 
+@pytest.mark.parametrize('foreach', [False, True])
+def test_missing_grads_and_mixed_dtypes_match_reference(foreach):
+    """Parameters that skip steps (so their step counts differ), same shapes
+    with different dtypes, and a 1-D parameter, in one group."""
+    cfg = dict(lr=0.1, momentum=0.9, weight_decay=1e-2)
+    gen = torch.Generator().manual_seed(7)
+    init = [torch.randn(6, 20, generator=gen) for _ in range(3)]
+    init += [torch.randn(6, generator=gen)]
+    dtypes = [torch.float32, torch.float32, torch.float64, torch.float32]
+
+    def run(opt_cls, **extra):
+        params = [t.to(dt, copy=True).requires_grad_()
+                  for t, dt in zip(init, dtypes)]
+        opt = opt_cls(params, **cfg, **extra)
+        g = torch.Generator().manual_seed(8)
+        for step in range(12):
+            for i, p in enumerate(params):
+                noise = torch.randn(p.shape, generator=g).to(p.dtype)
+                skip = i == 1 and step in (0, 1, 5)
+                p.grad = None if skip else synthetic_grad(
+                    p.detach(), noise, 'channel' if p.dim() > 1 else 'any')
+            opt.step()
+        return params
+
+    for p_o, p_r in zip(run(SGDP, foreach=foreach), run(adamp.SGDP)):
+        assert p_o.dtype == p_r.dtype
+        assert rel_dev(p_o.detach(), p_r.detach()) <= RTOL
+
+
+@pytest.mark.parametrize('foreach', [False, True])
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+def test_half_precision_params_match_reference(dtype, foreach):
+    """The decay factor (e.g. 0.995) is applied in float32, as the
+    reference's Python-float multiply does, not rounded to half first: the
+    per-parameter path is bit-identical; the multi-tensor path's stacked
+    half-precision reductions round differently, within a few ulps."""
+    cfg = dict(lr=0.1, momentum=0.9, weight_decay=5e-2)
+    ours, _, _ = raw_run(SGDP, dict(cfg, foreach=foreach), dtype, steps=10)
+    ref, _, _ = raw_run(adamp.SGDP, cfg, dtype, steps=10)
+    for p_o, p_r, (name, *_) in zip(ours, ref, RAW_CASES):
+        assert p_o.dtype == dtype
+        if foreach:
+            tol = 8 * torch.finfo(dtype).eps
+            assert rel_dev(p_o.detach().double(), p_r.detach().double()) <= tol
+        else:
+            assert torch.equal(p_o, p_r), name
+
+
+def test_foreach_batches_large_buckets(monkeypatch):
+    """Same results when same-shaped weights are split into several
+    stacked batches."""
+    from mmwrs.optim import adamp as adamp_module
+    monkeypatch.setattr(adamp_module, '_MAX_STACK_NUMEL', 150)
+    cfg = dict(lr=0.1, momentum=0.9, weight_decay=5e-2)
+    ours, _, _ = raw_run(SGDP, dict(cfg, foreach=True), torch.float64)
+    ref, _, _ = raw_run(adamp.SGDP, cfg, torch.float64)
+    for p_o, p_r, (name, *_) in zip(ours, ref, RAW_CASES):
+        assert rel_dev(p_o.detach(), p_r.detach()) <= RTOL, name
+
+
+def test_foreach_default_is_per_parameter_on_cpu(monkeypatch):
+    calls = []
+    monkeypatch.setattr(SGDP, '_step_foreach',
+                        staticmethod(lambda *a: calls.append('foreach')))
+    p = torch.randn(3, 4, requires_grad=True)
+    p.grad = torch.randn(3, 4)
+    SGDP([p], lr=0.1).step()
+    assert calls == []
+    SGDP([p], lr=0.1, foreach=True).step()
+    assert calls == ['foreach']
+
+
 # ---------------------------------------------------------------------------
 # Argument validation
 # ---------------------------------------------------------------------------
@@ -285,6 +367,7 @@ def test_state_dict_round_trip():
     (dict(wd_ratio=-0.5), 'wd_ratio must be >= 0, got -0.5'),
     (dict(nesterov='yes'), "nesterov must be True or False, got 'yes'"),
     (dict(project_buffer=1), 'project_buffer must be True or False, got 1'),
+    (dict(foreach='yes'), "foreach must be True, False or None, got 'yes'"),
 ])
 def test_invalid_arguments(kwargs, message):
     kwargs = dict(dict(lr=0.1), **kwargs)
