@@ -3,6 +3,9 @@
 Pinned: torch 2.13.0, mmcv 2.1.0, mmengine 0.10.7, mmdet 3.3.0, mmseg 1.2.2.
 :func:`apply` is idempotent and runs on ``import mmwrs``.
 """
+import contextlib
+import functools
+
 import numpy as np
 import torch
 
@@ -62,6 +65,43 @@ def picklable_history_buffers() -> None:
     HistoryBuffer.__getstate__ = _history_buffer_getstate
 
 
+@contextlib.contextmanager
+def _without_cuda_set_device():
+    set_device = torch.cuda.set_device
+    torch.cuda.set_device = lambda device: None
+    try:
+        yield
+    finally:
+        torch.cuda.set_device = set_device
+
+
+def _cpu_safe(init_fn):
+    @functools.wraps(init_fn)
+    def init(*args, **kwargs):
+        if torch.cuda.is_available():
+            return init_fn(*args, **kwargs)
+        with _without_cuda_set_device():
+            return init_fn(*args, **kwargs)
+    return init
+
+
+def cpu_distributed_init() -> None:
+    """Let ``--launcher pytorch|slurm`` start on machines without CUDA (gloo).
+
+    Why: mmengine 0.10.7's ``_init_dist_pytorch`` / ``_init_dist_slurm`` call
+    ``torch.cuda.set_device(local_rank)`` unconditionally, which fails on a
+    CPU build of torch before ``init_process_group`` is reached. Only during
+    those two calls, and only without CUDA, ``set_device`` is a no-op.
+    """
+    from mmengine.dist import utils
+    for name in ('_init_dist_pytorch', '_init_dist_slurm'):
+        fn = getattr(utils, name)
+        if not getattr(fn, '_mmwrs_cpu_safe', False):
+            wrapped = _cpu_safe(fn)
+            wrapped._mmwrs_cpu_safe = True
+            setattr(utils, name, wrapped)
+
+
 def apply() -> None:
     """Apply every fix once."""
     global _applied
@@ -69,4 +109,5 @@ def apply() -> None:
         return
     allow_mmengine_checkpoints()
     picklable_history_buffers()
+    cpu_distributed_init()
     _applied = True

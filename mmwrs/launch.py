@@ -25,36 +25,46 @@ def register_codebase(cfg: Config) -> str:
     return scope
 
 
-def apply_amp(cfg: Config) -> None:
-    """Turn on mixed precision without replacing another wrapper type.
+def amp_wrapper_type(wrapper_type) -> str:
+    """The optimizer-wrapper type to use under ``--amp``.
 
-    ``OptimWrapper`` (or none) becomes ``AmpOptimWrapper`` with dynamic loss
-    scaling; an AMP-capable wrapper is kept; any other type is an error
-    naming it, instead of being silently overwritten (mmdet's behaviour).
-    The mmwrs regularizers are hooks on the optimizer, so they work with it.
+    ``OptimWrapper`` (or none) becomes ``AmpOptimWrapper``; an AMP-capable
+    wrapper is kept; any other type is an error naming it, instead of being
+    silently overwritten (what mmdet's train.py does). The mmwrs
+    regularizers are hooks on the optimizer, so they work under either.
+
+    Raises:
+        ValueError: The wrapper type cannot do AMP.
+    """
+    from mmengine.optim import AmpOptimWrapper
+    if wrapper_type in (None, 'OptimWrapper'):
+        return 'AmpOptimWrapper'
+    cls = OPTIM_WRAPPERS.get(wrapper_type) if isinstance(wrapper_type, str) else wrapper_type
+    if isinstance(cls, type) and issubclass(cls, AmpOptimWrapper):
+        return wrapper_type
+    raise ValueError(f'--amp: optim_wrapper.type={wrapper_type!r} is not an AMP '
+                     "wrapper and would be replaced; use 'OptimWrapper' (it becomes "
+                     "'AmpOptimWrapper') or an AmpOptimWrapper subclass")
+
+
+def apply_amp(cfg: Config) -> None:
+    """Turn on mixed precision (dynamic loss scaling) for ``cfg``.
 
     Raises:
         RuntimeError: No CUDA device (mmengine's AmpOptimWrapper needs one).
-        ValueError: The config's wrapper type cannot do AMP.
+        ValueError: See :func:`amp_wrapper_type`.
     """
     if not torch.cuda.is_available():
         raise RuntimeError('--amp needs a CUDA device: mmengine 0.10.7\'s '
                            'AmpOptimWrapper uses torch.cuda.amp and refuses to run '
                            'on CPU. Drop --amp to train in float32 on this machine.')
-    from mmengine.optim import AmpOptimWrapper
     wrapper = cfg.optim_wrapper
-    wrapper_type = wrapper.get('type', 'OptimWrapper')
-    if wrapper_type == 'OptimWrapper':
-        wrapper.type = 'AmpOptimWrapper'
+    old = wrapper.get('type', 'OptimWrapper')
+    wrapper.type = amp_wrapper_type(old)
+    if wrapper.type == 'AmpOptimWrapper' and old != 'AmpOptimWrapper':
         wrapper.setdefault('loss_scale', 'dynamic')
-        return
-    cls = OPTIM_WRAPPERS.get(wrapper_type) if isinstance(wrapper_type, str) else wrapper_type
-    if cls is not None and issubclass(cls, AmpOptimWrapper):
-        warnings.warn(f'--amp: optim_wrapper.type is already {wrapper_type}; kept as is')
-        return
-    raise ValueError(f'--amp: optim_wrapper.type={wrapper_type!r} is not an AMP '
-                     "wrapper and would be replaced; use 'OptimWrapper' (it becomes "
-                     "'AmpOptimWrapper') or an AmpOptimWrapper subclass")
+    elif old == wrapper.type:
+        warnings.warn(f'--amp: optim_wrapper.type is already {old}; kept as is')
 
 
 def load_config(path: str, cfg_options: Optional[dict], work_dir: Optional[str]) -> Config:
@@ -69,6 +79,19 @@ def load_config(path: str, cfg_options: Optional[dict], work_dir: Optional[str])
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(path))[0])
     return cfg
+
+
+def prepare_launcher(cfg: Config, launcher: str) -> None:
+    """Set the launcher; on machines without CUDA, wrap DDP for CPU modules.
+
+    mmengine gives its DDP wrapper ``device_ids=[LOCAL_RANK]`` unless the
+    config names them, and DDP refuses device ids for CPU modules.
+    """
+    cfg.launcher = launcher
+    if launcher != 'none' and not torch.cuda.is_available() \
+            and cfg.get('model_wrapper_cfg') is None:
+        cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None,
+                                     broadcast_buffers=False)
 
 
 def set_local_rank(local_rank: int) -> None:

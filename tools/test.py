@@ -11,7 +11,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import mmwrs  # noqa: E402,F401
 from mmengine.runner import Runner  # noqa: E402
 
-from mmwrs.launch import DictAction, load_config, register_codebase, set_local_rank  # noqa: E402
+from mmwrs.launch import (DictAction, load_config, prepare_launcher,  # noqa: E402
+                          register_codebase, set_local_rank)
 
 
 def main(argv=None):
@@ -27,7 +28,7 @@ def main(argv=None):
     set_local_rank(args.local_rank)
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
     register_codebase(cfg)
-    cfg.launcher = args.launcher
+    prepare_launcher(cfg, args.launcher)
     cfg.load_from = args.checkpoint
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()

@@ -12,7 +12,7 @@ import mmwrs  # noqa: E402,F401  (stack fixes and mmwrs registrations)
 from mmengine.runner import Runner  # noqa: E402
 
 from mmwrs.launch import (DictAction, apply_amp, load_config,  # noqa: E402
-                          register_codebase, set_local_rank)
+                          prepare_launcher, register_codebase, set_local_rank)
 
 
 def parse_args(argv=None):
@@ -37,7 +37,7 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
     register_codebase(cfg)
-    cfg.launcher = args.launcher
+    prepare_launcher(cfg, args.launcher)
     if args.amp:
         apply_amp(cfg)
     if args.resume == 'auto':

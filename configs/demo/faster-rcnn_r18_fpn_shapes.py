@@ -27,14 +27,14 @@ max_iters = 200
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
-train_dataloader = dict(sampler=dict(type='InfiniteSampler', shuffle=True))
+train_dataloader = dict(batch_size=4, sampler=dict(type='InfiniteSampler', shuffle=True))
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='SGD', lr=0.04, momentum=0.9, weight_decay=1e-4),
+    optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=1e-4),
     clip_grad=dict(max_norm=35, norm_type=2))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
-    dict(type='CosineAnnealingLR', by_epoch=False, begin=50, end=max_iters, eta_min=4e-4)
+    dict(type='CosineAnnealingLR', by_epoch=False, begin=50, end=max_iters, eta_min=2e-4)
 ]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
