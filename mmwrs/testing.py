@@ -158,3 +158,14 @@ def _register_test_hooks():
 
 
 DumpWeightsHook = _register_test_hooks()
+
+
+def traced_faster_rcnn(device='cpu'):
+    """The benchmarks' parameter set: stock Faster R-CNN R50-FPN (nothing
+    frozen) on ``device``, a demo batch, and its discovery result."""
+    from mmwrs.core import discover_scale_invariant
+    model = build_stock_model(STOCK_DETECTORS['faster_rcnn'],
+                              {'model.backbone.frozen_stages': -1}).to(device)
+    model.train()
+    batch = demo_batch(model, num_images=2, size=64)
+    return model, batch, discover_scale_invariant(model, lambda: loss_of(model, batch))

@@ -14,8 +14,8 @@ import time
 
 import torch
 
-from mmwrs.core import discover_scale_invariant, WeightRescaler
-from mmwrs.testing import STOCK_DETECTORS, build_stock_model, demo_batch, loss_of
+from mmwrs.core import WeightRescaler
+from mmwrs.testing import traced_faster_rcnn
 
 
 def timed(fn, device):
@@ -38,11 +38,7 @@ def main():
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
 
-    model = build_stock_model(STOCK_DETECTORS['faster_rcnn'],
-                              {'model.backbone.frozen_stages': -1}).to(device)
-    model.train()
-    batch = demo_batch(model, num_images=2, size=64)
-    result = discover_scale_invariant(model, lambda: loss_of(model, batch))
+    model, batch, result = traced_faster_rcnn(device)
     rescaler = WeightRescaler(result.invariant)
     params = [p for p in model.parameters() if p.requires_grad]
     for p in params:

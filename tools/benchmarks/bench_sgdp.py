@@ -14,9 +14,9 @@ import time
 import adamp
 import torch
 
-from mmwrs.core import WeightRescaler, discover_scale_invariant
+from mmwrs.core import WeightRescaler
 from mmwrs.optim import SGDP
-from mmwrs.testing import STOCK_DETECTORS, build_stock_model, demo_batch, loss_of
+from mmwrs.testing import loss_of, traced_faster_rcnn
 
 
 def main():
@@ -25,11 +25,7 @@ def main():
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     args = parser.parse_args()
     device = torch.device(args.device)
-    model = build_stock_model(STOCK_DETECTORS['faster_rcnn'],
-                              {'model.backbone.frozen_stages': -1}).to(device)
-    model.train()
-    batch = demo_batch(model, num_images=2, size=64)
-    result = discover_scale_invariant(model, lambda: loss_of(model, batch))
+    model, batch, result = traced_faster_rcnn(device)
     loss_of(model, batch).backward()  # real gradients (orthogonal for invariant weights)
     params = [p for p in model.parameters() if p.requires_grad and p.grad is not None]
     hyper = dict(lr=0.02, momentum=0.9, weight_decay=1e-4)
