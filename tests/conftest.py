@@ -1,9 +1,13 @@
 """Shared fixtures: a tiny shapes dataset and tiny Runner configs of the demos."""
 import os.path as osp
+import sys
 
 import pytest
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+# The cached environment is shared by every checkout (mmwrs is installed there
+# editable from whichever ran set-up last): test this checkout's code.
+sys.path.insert(0, REPO)
 DET_DEMO = osp.join(REPO, 'configs/demo/faster-rcnn_r18_fpn_shapes.py')
 SEG_DEMO = osp.join(REPO, 'configs/demo/fcn_r18-d8_shapes.py')
 

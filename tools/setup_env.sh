@@ -3,7 +3,7 @@
 #
 # The environment is cached outside the repository, keyed by the pinned versions,
 # so a second run (or a second clone) skips the ~12 minute mmcv build. The repo's
-# `.venv` is a symlink to it; mmwrs itself is (re)installed editable every run.
+# `.venv` is a symlink to it.
 #
 #   MMWRS_ENV_CACHE  where cached environments live (default ~/.cache/mmwrs)
 #   PYTHON           interpreter to build from (default python3.11, else python3)
@@ -65,8 +65,8 @@ else
   step "reusing cached stack $env"
 fi
 
-# mmwrs itself, editable, from this checkout (cheap; re-run so a new clone wins).
-"$env/bin/python" -m pip --disable-pip-version-check install -q --no-deps --no-build-isolation -e "$repo" \
-  || fail "installing mmwrs from $repo"
+# mmwrs itself is not installed into the shared environment: several checkouts
+# (and CI clones) use it at once. tools/, the tests and the demo put their own
+# checkout first on sys.path; `pip install -e .` is for using mmwrs elsewhere.
 ln -sfn "$env" "$repo/.venv"
 step "ready: $repo/.venv -> $env"
