@@ -5,6 +5,10 @@ Pinned: torch 2.13.0, mmcv 2.1.0, mmengine 0.10.7, mmdet 3.3.0, mmseg 1.2.2.
 """
 import contextlib
 import functools
+import glob
+import os
+import os.path as osp
+import re
 
 import numpy as np
 import torch
@@ -102,6 +106,59 @@ def cpu_distributed_init() -> None:
             setattr(utils, name, wrapped)
 
 
+def _atomic_put(self, obj: bytes, filepath) -> None:
+    """LocalBackend.put that never leaves a partly written file behind."""
+    filepath = str(filepath)
+    os.makedirs(osp.dirname(filepath) or '.', exist_ok=True)
+    tmp = osp.join(osp.dirname(filepath), f'.{osp.basename(filepath)}.tmp-{os.getpid()}')
+    with open(tmp, 'wb') as f:
+        f.write(obj)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, filepath)
+
+
+def _numbered_checkpoints(path: str):
+    found = []
+    for name in glob.glob(osp.join(path, '*.pth')):
+        match = re.fullmatch(r'(?:iter|epoch)_(\d+)\.pth', osp.basename(name))
+        if match:
+            found.append((int(match.group(1)), name))
+    return [name for _, name in sorted(found, reverse=True)]
+
+
+def _robust_find_latest(original):
+    @functools.wraps(original)
+    def find_latest_checkpoint(path):
+        latest = original(path)
+        if latest and osp.isfile(latest):
+            return latest
+        checkpoints = _numbered_checkpoints(path)
+        return checkpoints[0] if checkpoints else None
+    find_latest_checkpoint._mmwrs = True
+    return find_latest_checkpoint
+
+
+def kill_safe_checkpoints() -> None:
+    """A SIGKILL during a save must not cost the run its checkpoints.
+
+    Why: mmengine 0.10.7 writes checkpoints (``LocalBackend.put``) in place, so
+    a kill mid-write leaves a truncated ``iter_N.pth``; and ``last_checkpoint``
+    is written in place too, so a kill there leaves it empty, and ``--resume
+    auto`` then fails (or points at a file that is gone). Checkpoint files are
+    now written to a temporary name and renamed (atomic on POSIX), and the
+    latest checkpoint falls back to the highest-numbered complete one when
+    ``last_checkpoint`` is empty or dangling.
+    """
+    from mmengine.fileio.backends import local_backend
+    from mmengine.runner import checkpoint, runner
+    local_backend.LocalBackend.put = _atomic_put
+    if not getattr(checkpoint.find_latest_checkpoint, '_mmwrs', False):
+        robust = _robust_find_latest(checkpoint.find_latest_checkpoint)
+        checkpoint.find_latest_checkpoint = robust
+        runner.find_latest_checkpoint = robust
+
+
 def apply() -> None:
     """Apply every fix once."""
     global _applied
@@ -110,4 +167,5 @@ def apply() -> None:
     allow_mmengine_checkpoints()
     picklable_history_buffers()
     cpu_distributed_init()
+    kill_safe_checkpoints()
     _applied = True
