@@ -169,3 +169,15 @@ def traced_faster_rcnn(device='cpu'):
     model.train()
     batch = demo_batch(model, num_images=2, size=64)
     return model, batch, discover_scale_invariant(model, lambda: loss_of(model, batch))
+
+
+def timed(fn, device) -> float:
+    """Seconds one call of ``fn`` takes, synchronizing CUDA around it."""
+    import time
+    if torch.device(device).type == 'cuda':
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if torch.device(device).type == 'cuda':
+        torch.cuda.synchronize()
+    return time.perf_counter() - start

@@ -10,6 +10,15 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
 DET_DEMO = osp.join(REPO, 'configs/demo/faster-rcnn_r18_fpn_shapes.py')
 SEG_DEMO = osp.join(REPO, 'configs/demo/fcn_r18-d8_shapes.py')
+# The demo segmentor without random flips or dropout, so that two runs can be
+# compared weight by weight (e.g. resumed vs uninterrupted).
+DETERMINISTIC_SEG = {
+    'train_dataloader.dataset.pipeline': [
+        dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
+        dict(type='PackSegInputs')],
+    'model.decode_head.dropout_ratio': 0.0,
+    'model.auxiliary_head.dropout_ratio': 0.0,
+}
 
 
 @pytest.fixture(scope='session')

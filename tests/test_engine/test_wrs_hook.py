@@ -6,16 +6,7 @@ from mmengine.runner import Runner
 from mmwrs.launch import register_codebase
 from mmwrs.testing import DumpWeightsHook
 
-from conftest import DET_DEMO, SEG_DEMO
-
-# Deterministic: no flips, no dropout, so runs can be compared weight by weight.
-NO_RANDOMNESS = {
-    'train_dataloader.dataset.pipeline': [
-        dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
-        dict(type='PackSegInputs')],
-    'model.decode_head.dropout_ratio': 0.0,
-    'model.auxiliary_head.dropout_ratio': 0.0,
-}
+from conftest import DET_DEMO, DETERMINISTIC_SEG, SEG_DEMO
 
 
 def _runner(cfg):
@@ -91,14 +82,14 @@ def test_gradient_accumulation_rescales_on_update_iterations_only(make_cfg):
 
 def test_resume_equals_uninterrupted_run(make_cfg, tmp_path):
     full = _runner(_with_dump(make_cfg(SEG_DEMO, ['wrs'], iters=4,
-                                       work_dir=tmp_path / 'full', **NO_RANDOMNESS)))
+                                       work_dir=tmp_path / 'full', **DETERMINISTIC_SEG)))
     full.train()
-    first = make_cfg(SEG_DEMO, ['wrs'], iters=4, work_dir=tmp_path / 'split', **NO_RANDOMNESS)
+    first = make_cfg(SEG_DEMO, ['wrs'], iters=4, work_dir=tmp_path / 'split', **DETERMINISTIC_SEG)
     first.train_cfg.max_iters = 2
     first.default_hooks.checkpoint.interval = 2
     _runner(first).train()
     second = _with_dump(make_cfg(SEG_DEMO, ['wrs'], iters=4, work_dir=tmp_path / 'split',
-                                 **NO_RANDOMNESS))
+                                 **DETERMINISTIC_SEG))
     second.resume = True
     resumed = _runner(second)
     resumed.train()

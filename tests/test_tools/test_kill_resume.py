@@ -9,17 +9,9 @@ import time
 
 import torch
 
-from conftest import REPO, SEG_DEMO
+from conftest import DETERMINISTIC_SEG, REPO, SEG_DEMO
 
-# Deterministic: no flips, no dropout (as in the in-process resume test).
-DETERMINISTIC = {
-    'train_dataloader.dataset.pipeline': [
-        dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
-        dict(type='PackSegInputs')],
-    'model.decode_head.dropout_ratio': 0.0,
-    'model.auxiliary_head.dropout_ratio': 0.0,
-    'default_hooks.checkpoint.interval': 2,
-}
+DETERMINISTIC = dict(DETERMINISTIC_SEG, **{'default_hooks.checkpoint.interval': 2})
 
 
 def _train(config, work_dir, *extra, wait=True):

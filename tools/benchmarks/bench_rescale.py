@@ -10,22 +10,11 @@ an SGD step on CPU).
 import argparse
 import platform
 import statistics
-import time
 
 import torch
 
 from mmwrs.core import WeightRescaler
-from mmwrs.testing import traced_faster_rcnn
-
-
-def timed(fn, device):
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
+from mmwrs.testing import timed, traced_faster_rcnn
 
 
 def main():

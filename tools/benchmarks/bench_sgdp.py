@@ -9,14 +9,13 @@ import argparse
 import copy
 import platform
 import statistics
-import time
 
 import adamp
 import torch
 
 from mmwrs.core import WeightRescaler
 from mmwrs.optim import SGDP
-from mmwrs.testing import loss_of, traced_faster_rcnn
+from mmwrs.testing import loss_of, timed, traced_faster_rcnn
 
 
 def main():
@@ -60,13 +59,7 @@ def main():
     times = {name: [] for name in candidates}
     for _ in range(args.repeats):
         for name, step in candidates.items():
-            if device.type == 'cuda':
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            step()
-            if device.type == 'cuda':
-                torch.cuda.synchronize()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(timed(step, device))
     base = statistics.median(times['reference adamp.SGDP'])
     print(f'machine: {platform.machine()}, {torch.get_num_threads()} threads, device '
           f'{device}, torch {torch.__version__}; Faster R-CNN R50-FPN, '
