@@ -8,13 +8,18 @@ an SGD step on CPU).
     python tools/benchmarks/bench_rescale.py [--repeats 30] [--device cpu]
 """
 import argparse
+import os.path as osp
 import platform
 import statistics
+import sys
 
 import torch
 
-from mmwrs.core import WeightRescaler
-from mmwrs.testing import timed, traced_faster_rcnn
+# The shared environment holds only the stack: import this checkout's mmwrs.
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, REPO)
+from mmwrs.core import WeightRescaler  # noqa: E402
+from mmwrs.testing import timed, traced_faster_rcnn  # noqa: E402
 
 
 def main():

@@ -7,15 +7,20 @@ timed interleaved in one run.
 """
 import argparse
 import copy
+import os.path as osp
 import platform
 import statistics
+import sys
 
 import adamp
 import torch
 
-from mmwrs.core import WeightRescaler
-from mmwrs.optim import SGDP
-from mmwrs.testing import loss_of, timed, traced_faster_rcnn
+# The shared environment holds only the stack: import this checkout's mmwrs.
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, REPO)
+from mmwrs.core import WeightRescaler  # noqa: E402
+from mmwrs.optim import SGDP  # noqa: E402
+from mmwrs.testing import loss_of, timed, traced_faster_rcnn  # noqa: E402
 
 
 def main():
