@@ -30,8 +30,8 @@ def amp_wrapper_type(wrapper_type) -> str:
 
     ``OptimWrapper`` (or none) becomes ``AmpOptimWrapper``; an AMP-capable
     wrapper is kept; any other type is an error naming it, instead of being
-    silently overwritten (what mmdet's train.py does). The mmwrs
-    regularizers are hooks on the optimizer, so they work under either.
+    silently overwritten (what mmdet's train.py does); a wrapper naming its
+    AMP form in ``amp_type`` (``WRSOptimWrapper``) becomes that form.
 
     Raises:
         ValueError: The wrapper type cannot do AMP.
@@ -42,6 +42,8 @@ def amp_wrapper_type(wrapper_type) -> str:
     cls = OPTIM_WRAPPERS.get(wrapper_type) if isinstance(wrapper_type, str) else wrapper_type
     if isinstance(cls, type) and issubclass(cls, AmpOptimWrapper):
         return wrapper_type
+    if getattr(cls, 'amp_type', None):  # e.g. WRSOptimWrapper -> AmpWRSOptimWrapper
+        return cls.amp_type
     raise ValueError(f'--amp: optim_wrapper.type={wrapper_type!r} is not an AMP '
                      "wrapper and would be replaced; use 'OptimWrapper' (it becomes "
                      "'AmpOptimWrapper') or an AmpOptimWrapper subclass")
@@ -61,7 +63,7 @@ def apply_amp(cfg: Config) -> None:
     wrapper = cfg.optim_wrapper
     old = wrapper.get('type', 'OptimWrapper')
     wrapper.type = amp_wrapper_type(old)
-    if wrapper.type == 'AmpOptimWrapper' and old != 'AmpOptimWrapper':
+    if wrapper.type != old:
         wrapper.setdefault('loss_scale', 'dynamic')
     elif old == wrapper.type:
         warnings.warn(f'--amp: optim_wrapper.type is already {old}; kept as is')

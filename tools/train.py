@@ -46,10 +46,13 @@ def main(argv=None):
         cfg.resume, cfg.load_from = True, args.resume
     runner = Runner.from_cfg(cfg)
     runner.train()
-    metrics = runner.message_hub.get_info('mmwrs_final_metrics')
+    # mmengine's RuntimeInfoHook keeps each validation metric as a 'val/<key>' scalar.
+    metrics = {key[len('val/'):]: buffer.current()
+               for key, buffer in runner.message_hub.log_scalars.items()
+               if key.startswith('val/')}
     if runner.rank == 0 and metrics:
         runner.logger.info('final metrics: ' + ', '.join(
-            f'{k}={v:.4f}' if isinstance(v, float) else f'{k}={v}' for k, v in metrics.items()))
+            f'{k}={v:.4f}' for k, v in sorted(metrics.items())))
 
 
 if __name__ == '__main__':

@@ -4,11 +4,14 @@ Importing this package registers every mmwrs type into mmengine's root
 registries, from which the mmdet and mmseg child registries resolve them.
 """
 from . import registry  # noqa: F401  (SGDP, AdamP into OPTIMIZERS)
-from .hooks import (EpsShiftedL2Hook, FixNormHook, ReplaceOptimizerHook,
+from .hooks import (EpsShiftedL2Hook, FixNormHook, NormMonitorHook, ReplaceOptimizerHook,
                     WeightStandardizationHook, WRSHook)
+from .constructors import WRSOptimWrapperConstructor
+from .optim_wrappers import AmpWRSOptimWrapper, WRSOptimWrapper
 from .param_groups import split_off_params_
 
 __all__ = [
-    'WRSHook', 'FixNormHook', 'EpsShiftedL2Hook', 'ReplaceOptimizerHook',
-    'WeightStandardizationHook', 'split_off_params_'
+    'WRSHook', 'FixNormHook', 'EpsShiftedL2Hook', 'ReplaceOptimizerHook', 'NormMonitorHook',
+    'WeightStandardizationHook', 'split_off_params_', 'WRSOptimWrapperConstructor',
+    'WRSOptimWrapper', 'AmpWRSOptimWrapper'
 ]

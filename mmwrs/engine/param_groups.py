@@ -15,12 +15,12 @@ import torch
 from mmengine.optim import OptimWrapperDict
 
 
-def optimizers_of(runner) -> Dict[str, torch.optim.Optimizer]:
-    """The runner's optimizers by name ('' when there is only one)."""
+def optimizers_of(runner, wrappers: bool = False) -> Dict[str, Any]:
+    """The runner's torch optimizers (or, with ``wrappers``, their mmengine
+    wrappers) by name ('' when there is only one)."""
     wrapper = runner.optim_wrapper
-    if isinstance(wrapper, OptimWrapperDict):
-        return {name: w.optimizer for name, w in wrapper.items()}
-    return {'': wrapper.optimizer}
+    found = dict(wrapper.items()) if isinstance(wrapper, OptimWrapperDict) else {'': wrapper}
+    return found if wrappers else {name: w.optimizer for name, w in found.items()}
 
 
 def schedulers_of(runner, name: str) -> List[Any]:

@@ -117,7 +117,7 @@ def test_amp_skipped_step_leaves_weights_on_target(make_cfg):
     runner.train()
     hook = _hook(runner)
     optimizer = runner.optim_wrapper.optimizer
-    handle = optimizer.register_step_post_hook(hook._after_step)
+    handle = optimizer.register_step_post_hook(hook.controller._after_step)
     try:
         scaler = torch.amp.GradScaler('cpu')
         scaler.scale(torch.ones(()))  # as a training step would, via the loss

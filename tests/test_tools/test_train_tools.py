@@ -31,6 +31,9 @@ def test_train_then_test_cli_on_the_demo_segmentor_with_wrs(make_cfg, tmp_path):
     result = _run([sys.executable, 'tools/train.py', path, '--work-dir', work_dir])
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'WRSHook:' in result.stdout + result.stderr
+    final = [line for line in (result.stdout + result.stderr).splitlines()
+             if 'final metrics: ' in line]
+    assert final and 'mIoU=' in final[-1], 'train.py did not print its final metrics'
     checkpoint = osp.join(work_dir, 'iter_2.pth')
     assert osp.exists(checkpoint)
     assert 'wrs' in torch.load(checkpoint)  # safe loading reads it (compat)
@@ -92,8 +95,11 @@ def test_two_process_gloo_training_keeps_ranks_identical(make_cfg, tmp_path):
     assert len(params) > 50
     for name in params:
         assert torch.equal(rank0[name], rank1[name]), name
-    # Checkpoints and logs come from rank 0 only.
+    # Checkpoints and logs come from rank 0 only: one run dir, one log file.
     assert osp.exists(work_dir / 'iter_3.pth')
+    logs = sorted(work_dir.glob('*/*.log'))
+    assert len(logs) == 1, logs
+    assert len(list(work_dir.glob('*/vis_data/scalars.json'))) == 1
     weights = rank0['backbone.layer1.0.conv1.weight']
     assert torch.allclose(weights.flatten(1).norm(dim=1), torch.ones(weights.shape[0]),
                           atol=1e-5)

@@ -1,6 +1,6 @@
 """The hook that runs Weight Rescaling inside mmengine's Runner."""
 import random
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -9,13 +9,10 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 from mmengine.runner import BaseLoop
 
-from mmwrs.core import WeightRescaler, validate_target
-from mmwrs.core.discovery import GRANULARITIES, _compile
-from mmwrs.core.report import format_report
+from mmwrs.core import WeightRescaler
+from mmwrs.core.controller import WRSController
 
 from ..param_groups import optimizers_of, schedulers_of, split_off_params_
-
-ON_EMPTY = ('error', 'warn')
 
 
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
@@ -51,6 +48,23 @@ def loss_forward(model: torch.nn.Module, batch: Any):
     return forward
 
 
+def discover_in_train_mode(controller: WRSController, model: torch.nn.Module,
+                           forward_fn, warn) -> bool:
+    """Run ``controller.discover`` with ``model`` in training mode.
+
+    Training mode is what the train loop uses (it applies e.g. mmdet's
+    ``norm_eval``, which decides whether a BN needs running-stat
+    compensation); each module's own mode is restored afterwards.
+    """
+    was_training = {m: m.training for m in model.modules()}
+    model.train()
+    try:
+        return controller.discover(model, forward_fn, warn)
+    finally:
+        for module, mode in was_training.items():
+            module.training = mode
+
+
 @HOOKS.register_module()
 class WRSHook(Hook):
     """Weight Rescaling: hold scale-invariant weights at a target norm.
@@ -66,73 +80,32 @@ class WRSHook(Hook):
     Works with whatever optimizer wrapper, constructor and ``paramwise_cfg``
     the config uses: the controlled weights are moved into param groups of
     their own (see :mod:`mmwrs.engine.param_groups`). The
-    ``configs/_base_/regularizers/wrs.py`` overlay adds this hook.
+    ``configs/_base_/regularizers/wrs.py`` overlay adds this hook. The same
+    policy as an optimizer-wrapper constructor:
+    :class:`~mmwrs.engine.WRSOptimWrapperConstructor`.
 
     Args:
-        granularity (str): ``'filter'`` (each output filter its own unit) or
-            ``'layer'``. Coarsened automatically where the following norm is
-            invariant only per group (GroupNorm) or per layer (LayerNorm).
-        target_norm (float | str): Norm of each unit; ``'init'`` holds each unit
-            at its norm when training starts (FixNorm).
-        interval (int): Rescale after every ``interval`` real updates.
-        include (list[str], optional): Regexes; only matching parameter names
-            are controlled.
-        exclude (list[str], optional): Regexes of parameter names left alone.
-        decay_rescaled (bool): Keep the config's weight decay on the rescaled
-            weights (off by default: the rescale replaces it).
-        rescale_running_stats (bool): Also rescale the running statistics of
-            train-mode BatchNorms (eval-mode ones are always compensated).
-        fixed_norm_layers (dict, optional): ``{regex: norm}`` of weights that are
-            not scale-invariant but whose whole-tensor norm is held fixed
-            anyway (FixNorm's classifier), e.g. ``{r'fc_cls\\.weight$': 2.0}``.
-        on_empty (str): ``'error'`` (default) or ``'warn'`` when the model has no
-            scale-invariant weight.
         report (bool): Log the table of controlled and excluded weights.
+        **kwargs: The options of :class:`~mmwrs.core.WRSController`:
+            ``granularity``, ``target_norm``, ``interval``, ``include``,
+            ``exclude``, ``decay_rescaled``, ``rescale_running_stats``,
+            ``fixed_norm_layers``, ``on_empty``.
     """
 
     priority = 'ABOVE_NORMAL'
 
-    def __init__(self,
-                 granularity: str = 'filter',
-                 target_norm: Union[float, str] = 1.0,
-                 interval: int = 1,
-                 include: Optional[Sequence[str]] = None,
-                 exclude: Optional[Sequence[str]] = None,
-                 decay_rescaled: bool = False,
-                 rescale_running_stats: bool = True,
-                 fixed_norm_layers: Optional[Dict[str, float]] = None,
-                 on_empty: str = 'error',
-                 report: bool = True):
-        if granularity not in GRANULARITIES:
-            raise ValueError(f'{type(self).__name__}: granularity must be one '
-                             f'of {GRANULARITIES}, got {granularity!r}')
-        self.target_norm = validate_target(target_norm, f'{type(self).__name__}.target_norm')
-        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
-            raise ValueError(f'{type(self).__name__}: interval must be a positive '
-                             f'integer (rescale after every N real updates), got {interval!r}')
-        if on_empty not in ON_EMPTY:
-            raise ValueError(f'{type(self).__name__}: on_empty must be one of '
-                             f'{ON_EMPTY}, got {on_empty!r}')
-        _compile(include, 'include')
-        _compile(exclude, 'exclude')
-        self.fixed_norm_layers = dict(fixed_norm_layers or {})
-        for pattern, norm in self.fixed_norm_layers.items():
-            _compile([pattern], 'fixed_norm_layers')
-            validate_target(norm, f'fixed_norm_layers[{pattern!r}]')
-        self.granularity = granularity
-        self.interval = interval
-        self.include = list(include) if include else None
-        self.exclude = list(exclude) if exclude else None
-        self.decay_rescaled = decay_rescaled
-        self.rescale_running_stats = rescale_running_stats
-        self.on_empty = on_empty
+    def __init__(self, report: bool = True, **kwargs):
+        self.controller = WRSController(owner=type(self).__name__, **kwargs)
         self.report = report
-        self.rescaler: Optional[WeightRescaler] = None
-        self.num_updates = 0
-        self._resumed_state: Optional[Dict[str, Any]] = None
-        self._step_hooks: List[Any] = []
 
-    # -- setup ---------------------------------------------------------------
+    @property
+    def rescaler(self) -> Optional[WeightRescaler]:
+        return self.controller.rescaler
+
+    @property
+    def num_updates(self) -> int:
+        return self.controller.num_updates
+
     def before_run(self, runner) -> None:
         """Discover the weights and give them param groups of their own.
 
@@ -142,101 +115,39 @@ class WRSHook(Hook):
         """
         if not isinstance(getattr(runner, '_train_loop', None), BaseLoop):
             return  # runner.val() / runner.test(): nothing to train
+        wrappers = optimizers_of(runner, wrappers=True).values()
+        if any(getattr(w, 'wrs', None) is not None for w in wrappers):
+            raise RuntimeError(
+                f'{type(self).__name__}: the optimizer wrapper already applies WRS '
+                "(optim_wrapper.constructor='WRSOptimWrapperConstructor'); use the "
+                'hook or the constructor, not both')
         model = unwrap_model(runner.model)
         batch = sample_batch(runner.train_dataloader)
-        was_training = {m: m.training for m in model.modules()}
-        model.train()  # what the train loop does; applies e.g. norm_eval
-        try:
-            self.rescaler = WeightRescaler.from_model(
-                model, loss_forward(model, batch), granularity=self.granularity,
-                include=self.include, exclude=self.exclude,
-                target_norm=self.target_norm,
-                rescale_running_stats=self.rescale_running_stats)
-        finally:
-            for module, mode in was_training.items():
-                module.training = mode
-        self._add_fixed_norm_layers(model)
-        self._check_patterns(runner)
-        if not len(self.rescaler):
-            self._no_invariant_weights(runner, model)
+        if not discover_in_train_mode(self.controller, model, loss_forward(model, batch),
+                                      runner.logger.warning):
             return
-        overrides = {} if self.decay_rescaled else {'weight_decay': 0.0}
         for name, optimizer in optimizers_of(runner).items():
-            split_off_params_(optimizer, self.rescaler.params, overrides,
+            split_off_params_(optimizer, self.controller.params,
+                              self.controller.group_overrides,
                               schedulers_of(runner, name))
 
     def before_train(self, runner) -> None:
         """Bring the weights to their targets (weights are initialized now)."""
-        if self.rescaler is None or not len(self.rescaler):
+        if not self.controller.params:
             return
-        if self._resumed_state is not None:
-            # The saved run rescaled after its last update: weights are on target.
-            self.rescaler.load_state_dict(self._resumed_state['rescaler'])
-            self.num_updates = self._resumed_state['num_updates']
-        else:
-            self.rescaler.capture_targets_()
-            self.rescaler.rescale_()
+        self.controller.start(optimizers_of(runner).values())
         if self.report:
-            model = unwrap_model(runner.model)
-            total = sum(p.numel() for p in model.parameters())
-            runner.logger.info('\n' + format_report(self.rescaler, type(self).__name__,
-                                                    total_params=total))
-        self._step_hooks = [opt.register_step_post_hook(self._after_step)
-                            for opt in optimizers_of(runner).values()]
-
-    def _add_fixed_norm_layers(self, model) -> None:
-        controlled = {id(p) for p in self.rescaler.params}
-        for pattern, norm in self.fixed_norm_layers.items():
-            regex = _compile([pattern], 'fixed_norm_layers')[0]
-            for name, param in model.named_parameters():
-                if regex.search(name) and param.requires_grad and id(param) not in controlled:
-                    self.rescaler.add(name, param, norm, granularity='layer')
-                    controlled.add(id(param))
-
-    def _check_patterns(self, runner) -> None:
-        names = [name for name, _ in unwrap_model(runner.model).named_parameters()]
-        patterns = [('include', p) for p in self.include or ()]
-        patterns += [('exclude', p) for p in self.exclude or ()]
-        patterns += [('fixed_norm_layers', p) for p in self.fixed_norm_layers]
-        for key, pattern in patterns:
-            regex = _compile([pattern], key)[0]
-            if not any(regex.search(name) for name in names):
-                runner.logger.warning(
-                    f'{type(self).__name__}: {key} pattern {pattern!r} matches no '
-                    f'parameter name of {type(unwrap_model(runner.model)).__name__}; '
-                    "names look like 'backbone.layer1.0.conv1.weight'")
-
-    def _no_invariant_weights(self, runner, model) -> None:
-        excluded = self.rescaler.discovery.excluded
-        reasons = sorted({e.reason.split(' (call')[0] for e in excluded})
-        message = (f'{type(self).__name__}: found no scale-invariant weight in '
-                   f'{type(model).__name__}: of {len(excluded)} conv/linear weights '
-                   'none has an output that feeds only a normalization layer '
-                   f'(reasons: {"; ".join(reasons) or "no conv/linear weights"}). '
-                   'WRS needs BN/GN/LN/IN after the layers it controls; use weight '
-                   "decay for this model, or set on_empty='warn' to train without WRS.")
-        if self.on_empty == 'error':
-            raise RuntimeError(message)
-        runner.logger.warning(message)
-
-    # -- every real update ---------------------------------------------------
-    def _after_step(self, optimizer, args, kwargs) -> None:
-        self.num_updates += 1
-        if self.num_updates % self.interval == 0:
-            self.rescaler.rescale_()
+            runner.logger.info('\n' + self.controller.report(unwrap_model(runner.model)))
 
     def after_train(self, runner) -> None:
-        for handle in self._step_hooks:
-            handle.remove()
-        self._step_hooks = []
+        self.controller.stop()
 
-    # -- checkpoints ---------------------------------------------------------
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        if self.rescaler is not None and len(self.rescaler):
-            checkpoint['wrs'] = dict(rescaler=self.rescaler.state_dict(),
-                                     num_updates=self.num_updates)
+        state = self.controller.state_dict()
+        if state:
+            checkpoint['wrs'] = state
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         # Only a resumed run continues the saved rescale; load_from starts anew.
         if getattr(runner, '_resume', False) and 'wrs' in checkpoint:
-            self._resumed_state = checkpoint['wrs']
+            self.controller.load_state_dict(checkpoint['wrs'])

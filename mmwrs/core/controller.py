@@ -1,0 +1,213 @@
+"""WRS as a policy over a model and its optimizers: options, discovery, schedule.
+
+Pure PyTorch. The mmengine forms of WRS (the hook, and the optimizer-wrapper
+constructor with its wrappers) differ only in where they plug into the Runner;
+what they do is written once here:
+
+1. :meth:`WRSController.discover` finds the scale-invariant weights from one
+   forward pass and adds the weights held at a fixed norm by choice;
+2. the adapter gives those weights param groups with :attr:`group_overrides`;
+3. :meth:`WRSController.start` brings them to their targets (or restores a
+   resumed run's state) and hangs the rescale on the optimizers' own step, so
+   gradient-accumulation micro-steps and AMP steps the grad scaler skipped,
+   which never reach ``optimizer.step``, never rescale;
+4. :meth:`state_dict` / :meth:`load_state_dict` carry it across a resume.
+"""
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from .discovery import GRANULARITIES, _compile
+from .report import format_report
+from .rescale import WeightRescaler, validate_target
+
+ON_EMPTY = ('error', 'warn')
+
+
+class WRSController:
+    """Hold scale-invariant weights of a model at a target norm.
+
+    Args:
+        granularity (str): ``'filter'`` (each output filter its own unit) or
+            ``'layer'``. Coarsened automatically where the following norm is
+            invariant only per group (GroupNorm) or per layer (LayerNorm).
+        target_norm (float | str): Norm of each unit; ``'init'`` holds each unit
+            at its norm when training starts (FixNorm).
+        interval (int): Rescale after every ``interval`` real updates.
+        include (list[str], optional): Regexes; only matching parameter names
+            are controlled.
+        exclude (list[str], optional): Regexes of parameter names left alone.
+        decay_rescaled (bool): Keep the configured weight decay on the rescaled
+            weights (off by default: the rescale replaces it).
+        rescale_running_stats (bool): Also rescale the running statistics of
+            train-mode BatchNorms (eval-mode ones are always compensated).
+        fixed_norm_layers (dict, optional): ``{regex: norm}`` of weights that are
+            not scale-invariant but whose whole-tensor norm is held fixed
+            anyway (FixNorm's classifier), e.g. ``{r'fc_cls\\.weight$': 2.0}``.
+        on_empty (str): ``'error'`` (default) or ``'warn'`` when the model has no
+            scale-invariant weight.
+        owner (str): Name used in messages (the config type the user wrote).
+    """
+
+    def __init__(self,
+                 granularity: str = 'filter',
+                 target_norm: Union[float, str] = 1.0,
+                 interval: int = 1,
+                 include: Optional[Sequence[str]] = None,
+                 exclude: Optional[Sequence[str]] = None,
+                 decay_rescaled: bool = False,
+                 rescale_running_stats: bool = True,
+                 fixed_norm_layers: Optional[Dict[str, Union[float, str]]] = None,
+                 on_empty: str = 'error',
+                 owner: str = 'WRS'):
+        self.owner = owner
+        if granularity not in GRANULARITIES:
+            raise ValueError(f'{owner}: granularity must be one of {GRANULARITIES}, '
+                             f'got {granularity!r}')
+        self.target_norm = validate_target(target_norm, f'{owner}.target_norm')
+        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
+            raise ValueError(f'{owner}: interval must be a positive integer (rescale '
+                             f'after every N real updates), got {interval!r}')
+        if on_empty not in ON_EMPTY:
+            raise ValueError(f'{owner}: on_empty must be one of {ON_EMPTY}, '
+                             f'got {on_empty!r}')
+        _compile(include, 'include')
+        _compile(exclude, 'exclude')
+        self.fixed_norm_layers = dict(fixed_norm_layers or {})
+        for pattern, norm in self.fixed_norm_layers.items():
+            _compile([pattern], 'fixed_norm_layers')
+            validate_target(norm, f'fixed_norm_layers[{pattern!r}]')
+        self.granularity = granularity
+        self.interval = interval
+        self.include = list(include) if include else None
+        self.exclude = list(exclude) if exclude else None
+        self.decay_rescaled = decay_rescaled
+        self.rescale_running_stats = rescale_running_stats
+        self.on_empty = on_empty
+        self.rescaler: Optional[WeightRescaler] = None
+        self.num_updates = 0
+        self._resumed_state: Optional[Dict[str, Any]] = None
+        self._step_hooks: List[Any] = []
+
+    @property
+    def group_overrides(self) -> Dict[str, Any]:
+        """Param-group settings of the controlled weights."""
+        return {} if self.decay_rescaled else {'weight_decay': 0.0}
+
+    @property
+    def params(self) -> List[nn.Parameter]:
+        return self.rescaler.params if self.rescaler is not None else []
+
+    # -- discovery -----------------------------------------------------------
+    def discover(self, model: nn.Module, forward_fn: Callable[[], Any],
+                 warn: Callable[[str], None]) -> bool:
+        """Find the weights to control in ``model`` from one call of ``forward_fn``.
+
+        ``forward_fn`` runs in whatever train/eval state ``model`` is in (the
+        caller sets it, e.g. ``model.train()`` with mmdet's ``norm_eval``).
+
+        Args:
+            model: The unwrapped model.
+            forward_fn: Runs one forward pass of ``model`` (see
+                :func:`~mmwrs.core.discovery.discover_scale_invariant`).
+            warn: Called with each warning (patterns that match nothing, an
+                empty result under ``on_empty='warn'``).
+
+        Returns:
+            bool: Whether any weight is controlled.
+
+        Raises:
+            RuntimeError: Nothing is scale-invariant and ``on_empty='error'``.
+        """
+        self.rescaler = WeightRescaler.from_model(
+            model, forward_fn, granularity=self.granularity, include=self.include,
+            exclude=self.exclude, target_norm=self.target_norm,
+            rescale_running_stats=self.rescale_running_stats)
+        self._add_fixed_norm_layers(model)
+        self._check_patterns(model, warn)
+        if len(self.rescaler):
+            return True
+        message = self._nothing_invariant_message(model)
+        if self.on_empty == 'error':
+            raise RuntimeError(message)
+        warn(message)
+        return False
+
+    def _add_fixed_norm_layers(self, model: nn.Module) -> None:
+        controlled = {id(p) for p in self.rescaler.params}
+        for pattern, norm in self.fixed_norm_layers.items():
+            regex = _compile([pattern], 'fixed_norm_layers')[0]
+            for name, param in model.named_parameters():
+                if regex.search(name) and param.requires_grad and id(param) not in controlled:
+                    self.rescaler.add(name, param, norm, granularity='layer')
+                    controlled.add(id(param))
+
+    def _check_patterns(self, model: nn.Module, warn: Callable[[str], None]) -> None:
+        names = [name for name, _ in model.named_parameters()]
+        patterns = [('include', p) for p in self.include or ()]
+        patterns += [('exclude', p) for p in self.exclude or ()]
+        patterns += [('fixed_norm_layers', p) for p in self.fixed_norm_layers]
+        for key, pattern in patterns:
+            regex = _compile([pattern], key)[0]
+            if not any(regex.search(name) for name in names):
+                warn(f'{self.owner}: {key} pattern {pattern!r} matches no parameter '
+                     f'name of {type(model).__name__}; names look like '
+                     "'backbone.layer1.0.conv1.weight'")
+
+    def _nothing_invariant_message(self, model: nn.Module) -> str:
+        excluded = self.rescaler.discovery.excluded
+        reasons = sorted({e.reason.split(' (call')[0] for e in excluded})
+        return (f'{self.owner}: found no scale-invariant weight in '
+                f'{type(model).__name__}: of {len(excluded)} conv/linear weights none '
+                'has an output that feeds only a normalization layer (reasons: '
+                f'{"; ".join(reasons) or "no conv/linear weights"}). WRS needs '
+                'BN/GN/LN/IN after the layers it controls; use weight decay for this '
+                "model, or set on_empty='warn' to train without WRS.")
+
+    # -- training --------------------------------------------------------------
+    def start(self, optimizers: Iterable[torch.optim.Optimizer]) -> None:
+        """Bring the weights to target (or restore a resumed state); then rescale
+        after every ``interval``-th step of ``optimizers``.
+
+        Call after weight initialization and after a resumed state was loaded.
+        """
+        if not self.params:
+            return
+        if self._resumed_state is not None:
+            # The saved run rescaled after its last update: weights are on target.
+            self.rescaler.load_state_dict(self._resumed_state['rescaler'])
+            self.num_updates = self._resumed_state['num_updates']
+            self._resumed_state = None
+        else:
+            self.rescaler.capture_targets_()
+            self.rescaler.rescale_()
+        self.stop()
+        self._step_hooks = [optimizer.register_step_post_hook(self._after_step)
+                            for optimizer in optimizers]
+
+    def _after_step(self, optimizer, args, kwargs) -> None:
+        self.num_updates += 1
+        if self.num_updates % self.interval == 0:
+            self.rescaler.rescale_()
+
+    def stop(self) -> None:
+        for handle in self._step_hooks:
+            handle.remove()
+        self._step_hooks = []
+
+    def report(self, model: nn.Module) -> str:
+        """The start-up table of controlled and excluded weights."""
+        total = sum(p.numel() for p in model.parameters())
+        return format_report(self.rescaler, self.owner, total_params=total)
+
+    # -- resume ----------------------------------------------------------------
+    def state_dict(self) -> Dict[str, Any]:
+        if not self.params:
+            return {}
+        return dict(rescaler=self.rescaler.state_dict(), num_updates=self.num_updates)
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Continue a saved run at the next :meth:`start`."""
+        if state:
+            self._resumed_state = state

@@ -1,0 +1,96 @@
+"""WRS as an optimizer-wrapper constructor, wrapping the constructor a config uses."""
+import copy
+from typing import Optional
+
+from mmengine.logging import MMLogger
+from mmengine.optim import OptimWrapperDict
+from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
+from torch import nn
+
+from mmwrs.core.controller import WRSController
+
+from .example_batch import example_loss_forward
+from .hooks.wrs_hook import discover_in_train_mode
+from .optim_wrappers import WRSWrapperMixin
+from .param_groups import split_off_params_
+
+# The wrapper type each stock type becomes, so that mmdet's ``train.py --amp``
+# (which sets 'AmpOptimWrapper') and mmseg's (which asserts 'OptimWrapper'
+# before doing so) both keep WRS.
+WRS_WRAPPER_OF = {
+    'OptimWrapper': 'WRSOptimWrapper',
+    'AmpOptimWrapper': 'AmpWRSOptimWrapper',
+    'WRSOptimWrapper': 'WRSOptimWrapper',
+    'AmpWRSOptimWrapper': 'AmpWRSOptimWrapper',
+}
+
+
+@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
+class WRSOptimWrapperConstructor:
+    """Build the config's optimizer wrapper, then apply Weight Rescaling to it.
+
+    The inner constructor (``DefaultOptimWrapperConstructor`` unless the config
+    names another, e.g. a layer-decay constructor) builds the param groups from
+    ``paramwise_cfg`` as usual. Then the scale-invariant weights are found with
+    one loss-mode forward pass on a synthetic batch (the constructor sees the
+    model only; see :mod:`mmwrs.engine.example_batch`), moved into param groups
+    of their own with ``weight_decay=0`` (every other parameter keeps the decay
+    its group had), and handed to the wrapper, which rescales them to their
+    target after every real optimizer update and checkpoints the state::
+
+        optim_wrapper = dict(
+            type='OptimWrapper',  # becomes WRSOptimWrapper (AMP: AmpWRSOptimWrapper)
+            constructor='WRSOptimWrapperConstructor',
+            optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=1e-4),
+            paramwise_cfg=dict(norm_decay_mult=0.),  # passed to the inner constructor
+            inner_constructor='DefaultOptimWrapperConstructor',
+            wrs=dict(granularity='filter', target_norm=1.0))
+
+    The same policy as a hook, for configs that cannot touch ``optim_wrapper``
+    (overlays): :class:`~mmwrs.engine.WRSHook`. Use one of the two, not both.
+
+    Args:
+        optim_wrapper_cfg (dict): The ``optim_wrapper`` config; mmwrs reads and
+            removes ``wrs`` (options of :class:`~mmwrs.core.WRSController`,
+            plus ``report``) and ``inner_constructor``.
+        paramwise_cfg (dict, optional): Passed to the inner constructor.
+    """
+
+    def __init__(self, optim_wrapper_cfg: dict, paramwise_cfg: Optional[dict] = None):
+        owner = type(self).__name__
+        cfg = copy.deepcopy(dict(optim_wrapper_cfg))
+        wrs_cfg = dict(cfg.pop('wrs', None) or {})
+        self.report = wrs_cfg.pop('report', True)
+        self.controller = WRSController(owner=owner, **wrs_cfg)
+        inner = cfg.pop('inner_constructor', 'DefaultOptimWrapperConstructor')
+        if inner == owner:
+            raise ValueError(f'{owner}: inner_constructor cannot be {owner} itself')
+        wrapper_type = cfg.get('type', 'OptimWrapper')
+        if wrapper_type not in WRS_WRAPPER_OF:
+            raise ValueError(
+                f'{owner}: optim_wrapper.type={wrapper_type!r} has no WRS form; allowed: '
+                f'{sorted(WRS_WRAPPER_OF)}. For other wrappers use '
+                "custom_hooks=[dict(type='WRSHook')], which works with any wrapper.")
+        cfg['type'] = WRS_WRAPPER_OF[wrapper_type]
+        self.inner = OPTIM_WRAPPER_CONSTRUCTORS.build(
+            dict(type=inner, optim_wrapper_cfg=cfg, paramwise_cfg=paramwise_cfg))
+
+    def __call__(self, model: nn.Module) -> WRSWrapperMixin:
+        wrapper = self.inner(model)
+        if isinstance(wrapper, OptimWrapperDict) or not isinstance(wrapper, WRSWrapperMixin):
+            raise TypeError(
+                f'{type(self).__name__}: the inner constructor built '
+                f'{type(wrapper).__name__}, not one of {sorted(set(WRS_WRAPPER_OF.values()))}; '
+                "use custom_hooks=[dict(type='WRSHook')] with this constructor instead")
+        module = getattr(model, 'module', model)
+        logger = MMLogger.get_current_instance()
+        if discover_in_train_mode(self.controller, module,
+                                  example_loss_forward(module, type(self).__name__),
+                                  logger.warning):
+            # Runs before the Runner builds its param schedulers, so they see
+            # the final groups and need no re-indexing.
+            split_off_params_(wrapper.optimizer, self.controller.params,
+                              self.controller.group_overrides)
+        wrapper.attach_wrs(self.controller, self.report)
+        return wrapper
+
