@@ -9,8 +9,6 @@ side.
         [--work-dir-root work_dirs/demo] [--cfg-options k=v ...]
 """
 import argparse
-import glob
-import json
 import os
 import os.path as osp
 import subprocess
@@ -22,30 +20,9 @@ import torch
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
 DEMOS = ['configs/demo/faster-rcnn_r18_fpn_shapes.py', 'configs/demo/fcn_r18-d8_shapes.py']
-METRIC_KEYS = ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'mIoU', 'aAcc')
-
-
-def compose(config, regularizer, out_dir):
-    """A two-line config: the demo plus the regularizer overlay."""
-    os.makedirs(out_dir, exist_ok=True)
-    name = f'{osp.splitext(osp.basename(config))[0]}_{regularizer}.py'
-    path = osp.join(out_dir, name)
-    bases = [osp.join(REPO, config),
-             osp.join(REPO, 'configs/_base_/regularizers', f'{regularizer}.py')]
-    with open(path, 'w') as f:
-        f.write(f'_base_ = {bases!r}\n')
-    return path
-
-
-def final_metrics(work_dir):
-    scalars = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
-    metrics = {}
-    if scalars:
-        with open(scalars[-1]) as f:
-            for line in f:
-                record = json.loads(line)
-                metrics.update({k: v for k, v in record.items() if k in METRIC_KEYS})
-    return metrics
+# compose / final_metrics live in mmwrs.experiments (shared with the sweep and
+# FixNorm tools); re-exported here for callers that import them from run_demo.
+from mmwrs.experiments import METRIC_KEYS, compose, final_metrics  # noqa: E402,F401
 
 
 def controlled_names(work_dir):

@@ -5,12 +5,16 @@ import os.path as osp
 import pytest
 from mmengine.config import Config
 
+from mmwrs.experiments import experiments
 from mmwrs.launch import register_codebase
 from mmwrs.testing import build_model_from_cfg
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+# The experiment matrix (configs/<model>/) is covered by test_experiments.py,
+# which builds each of its stock models once instead of 66 times.
+EXPERIMENT_CONFIGS = {osp.join(REPO, e.path) for e in experiments()}
 CONFIGS = sorted(p for p in glob.glob(osp.join(REPO, 'configs', '**', '*.py'), recursive=True)
-                 if '/_base_/' not in p)
+                 if '/_base_/' not in p and p not in EXPERIMENT_CONFIGS)
 OVERLAYS = sorted(glob.glob(osp.join(REPO, 'configs', '_base_', 'regularizers', '*.py')))
 STOCK = ['mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py',
          'mmseg::deeplabv3plus/deeplabv3plus_r50-d8_4xb4-80k_ade20k-512x512.py']
