@@ -1,0 +1,95 @@
+"""tools/analysis/plot_curves.py on a real short run, and mmwrs.scalars."""
+import importlib.util
+import json
+import os
+import os.path as osp
+import shutil
+import subprocess
+import sys
+
+import pytest
+from mmengine.runner import Runner
+
+from mmwrs.launch import register_codebase
+from mmwrs.scalars import find_scalars_file, load_work_dir, read_scalars
+
+from conftest import REPO, SEG_DEMO
+
+PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
+
+
+def _plot_in_process(*args):
+    """main() of the tool, imported from its file; returns the SystemExit message."""
+    spec = importlib.util.spec_from_file_location(
+        'plot_curves', osp.join(REPO, 'tools', 'analysis', 'plot_curves.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit) as exc:
+        module.main([str(a) for a in args])
+    return str(exc.value)
+
+
+def _plot(*args):
+    env = dict(os.environ, PYTHONPATH=REPO)
+    return subprocess.run([sys.executable, 'tools/analysis/plot_curves.py', *map(str, args)],
+                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_plots_of_a_real_run(make_cfg, tmp_path):
+    cfg = make_cfg(SEG_DEMO, ['wrs'], iters=3, work_dir=tmp_path / 'wrs')
+    cfg.custom_hooks = list(cfg.custom_hooks) + [dict(type='NormMonitorHook', interval=1)]
+    # A visualizer of its own: mmengine reuses an instance of the same name
+    # (another test's runner in this process) with that run's log dir.
+    cfg.visualizer.name = f'visualizer_plot_curves_{id(cfg)}'
+    register_codebase(cfg)
+    Runner.from_cfg(cfg).train()
+    scalars = load_work_dir(str(tmp_path / 'wrs'))
+    assert [step for step, _ in scalars['mean/eff_lr']] == [1, 2, 3]
+    assert 'mIoU' in scalars
+    # A second run dir (a copy) for a second line.
+    shutil.copytree(tmp_path / 'wrs', tmp_path / 'copy')
+    out = tmp_path / 'plots'
+    result = _plot(tmp_path / 'wrs', tmp_path / 'copy', '--out-dir', out,
+                   '--labels', 'WRS', 'WRS again')
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = {'eff_lr.png', 'norm.png', 'filter_norm.png', 'angle_deg.png',
+                'grad_norm.png', 'metric_mIoU.png'}
+    assert expected <= set(os.listdir(out))
+    for name in expected:
+        data = (out / name).read_bytes()
+        assert data[:8] == PNG_MAGIC, name
+        assert len(data) > 10_000, (name, len(data))  # axes, lines and text drawn
+
+
+def test_clear_errors(tmp_path):
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    message = _plot_in_process(empty, '--out-dir', tmp_path / 'out')
+    assert f'{empty}: no */vis_data/scalars.json' in message
+    # A run that logged neither the monitor's keys nor a metric.
+    vis = tmp_path / 'bare' / '20260101_000000' / 'vis_data'
+    vis.mkdir(parents=True)
+    (vis / 'scalars.json').write_text(json.dumps({'loss': 1.0, 'lr': 0.1, 'step': 1}) + '\n')
+    message = _plot_in_process(tmp_path / 'bare', '--out-dir', tmp_path / 'out')
+    assert 'none of mean/eff_lr' in message and '(it has: loss, lr)' in message
+    message = _plot_in_process(tmp_path / 'bare', '--out-dir', tmp_path / 'out',
+                               '--labels', 'a', 'b')
+    assert '--labels: 2 labels for 1 work dirs' in message
+    assert not (tmp_path / 'out').exists()
+
+
+def test_read_scalars_newest_dir_and_merging(tmp_path):
+    for stamp, value in (('20260101_000000', 1.0), ('20260102_000000', 2.0)):
+        vis = tmp_path / stamp / 'vis_data'
+        vis.mkdir(parents=True)
+        lines = [{'loss': value, 'iter': 2, 'step': 2}, {'norm/a.weight': 3.0, 'step': 2},
+                 {'loss': value + 1, 'step': 1}, {'loss': value + 5, 'step': 2},
+                 {'name': 'text', 'flag': True, 'step': 3}]
+        (vis / 'scalars.json').write_text('\n'.join(json.dumps(x) for x in lines) + '\n')
+    path = find_scalars_file(str(tmp_path))
+    assert '20260102_000000' in path
+    scalars = read_scalars(path)
+    assert scalars == {'loss': [(1, 3.0), (2, 7.0)], 'norm/a.weight': [(2, 3.0)]}
+    (tmp_path / '20260102_000000' / 'vis_data' / 'scalars.json').write_text('{"loss": 1}\n')
+    with pytest.raises(ValueError, match='scalars.json:1: not a scalars record with a step'):
+        read_scalars(path)

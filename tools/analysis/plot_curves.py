@@ -1,0 +1,148 @@
+"""Plot effective LR, weight norm, angular update and validation metrics of runs.
+
+Reads each work dir's newest ``*/vis_data/scalars.json`` (the aggregates
+:class:`~mmwrs.engine.NormMonitorHook` logs, and the LoggerHook's validation
+metrics) and writes one PNG per quantity, one line per work dir::
+
+    python tools/analysis/plot_curves.py work_dirs/fcn_wd work_dirs/fcn_wrs \\
+        --out-dir plots --labels WD WRS
+
+Writes ``eff_lr.png`` (log scale), ``norm.png``, ``angle_deg.png``,
+``grad_norm.png`` and ``metric_<key>.png`` for each of ``coco/bbox_mAP``,
+``coco/segm_mAP``, ``mIoU``, ... that some run logged; a quantity no run logged
+is skipped. Shaded bands are the min..max over the monitored weights.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+from typing import Dict, List, Optional, Sequence
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, REPO)
+from mmwrs.scalars import Series, load_work_dir, present  # noqa: E402
+
+# (file stem, title, y label, key of the line, band keys, log y)
+CURVES = (
+    ('eff_lr', 'Effective learning rate lr/||w||² (mean over weights)', 'lr / ||w||²',
+     'mean/eff_lr', ('min/eff_lr', 'max/eff_lr'), True),
+    ('norm', 'Weight norm ||w|| (mean over weights)', '||w||',
+     'mean/norm', ('min/norm', 'max/norm'), False),
+    ('filter_norm', 'Filter norm (mean over all filters)', 'filter norm',
+     'mean/filter_norm', ('min/filter_norm', 'max/filter_norm'), False),
+    ('angle_deg', 'Angular update per step (mean over weights)', 'degrees',
+     'mean/angle_deg', None, True),
+    ('grad_norm', 'Gradient norm ||∇w|| (mean over weights)', '||∇w||',
+     'mean/grad_norm', None, True),
+)
+METRICS = ('coco/bbox_mAP', 'coco/segm_mAP', 'coco/bbox_mAP_50', 'mIoU', 'mAcc', 'aAcc')
+MONITOR_KEYS = tuple(curve[3] for curve in CURVES)
+
+
+def load_runs(work_dirs: Sequence[str], labels: Optional[Sequence[str]] = None
+              ) -> Dict[str, Dict[str, Series]]:
+    """Scalars of each work dir by label (default: the work dir's name).
+
+    Raises:
+        ValueError: Label count mismatch, duplicate labels, or a work dir that
+            logged none of the plotted keys (the message lists what it has).
+        FileNotFoundError: A work dir without ``*/vis_data/scalars.json``.
+    """
+    if labels is not None and len(labels) != len(work_dirs):
+        raise ValueError(f'--labels: {len(labels)} labels for {len(work_dirs)} work dirs')
+    labels = list(labels) if labels else [osp.basename(osp.normpath(w)) for w in work_dirs]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f'labels must be distinct, got {labels} (pass --labels)')
+    runs = {}
+    for label, work_dir in zip(labels, work_dirs):
+        scalars = load_work_dir(work_dir)
+        if not present(scalars, MONITOR_KEYS + METRICS):
+            raise ValueError(
+                f'{work_dir}: its scalars have none of {", ".join(MONITOR_KEYS + METRICS)} '
+                f'(it has: {", ".join(sorted(scalars)) or "nothing"}); add '
+                "dict(type='NormMonitorHook') to custom_hooks for the norm curves")
+        runs[label] = scalars
+    return runs
+
+
+def _axes(title: str, ylabel: str, log: bool):
+    import matplotlib
+    matplotlib.use('Agg')  # files only, no display
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.set_title(title)
+    ax.set_xlabel('iteration')
+    ax.set_ylabel(ylabel)
+    if log:
+        ax.set_yscale('log')
+    ax.grid(True, alpha=0.3)
+    return fig, ax
+
+
+def _save(fig, path: str) -> str:
+    import matplotlib.pyplot as plt
+    fig.axes[0].legend(fontsize='small')
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_runs(runs: Dict[str, Dict[str, Series]], out_dir: str) -> List[str]:
+    """Write the PNGs; returns their paths (a quantity no run has is skipped)."""
+    os.makedirs(out_dir, exist_ok=True)
+    written = []
+    for stem, title, ylabel, key, band, log in CURVES:
+        having = {label: s for label, s in runs.items() if s.get(key)}
+        if not having:
+            continue
+        fig, ax = _axes(title, ylabel, log)
+        for label, scalars in having.items():
+            steps, values = zip(*scalars[key])
+            if log:  # a 0 (e.g. the angle of a step that did not update) has no log
+                points = [(s, v) for s, v in zip(steps, values) if v > 0]
+                steps, values = zip(*points) if points else ((), ())
+            line, = ax.plot(steps, values, label=label)
+            if band and all(scalars.get(k) for k in band):
+                low, high = dict(scalars[band[0]]), dict(scalars[band[1]])
+                common = [s for s in steps if s in low and s in high]
+                ax.fill_between(common, [low[s] for s in common], [high[s] for s in common],
+                                color=line.get_color(), alpha=0.15, linewidth=0)
+        written.append(_save(fig, osp.join(out_dir, f'{stem}.png')))
+    for metric in METRICS:
+        having = {label: s for label, s in runs.items() if s.get(metric)}
+        if not having:
+            continue
+        fig, ax = _axes(f'Validation {metric}', metric, False)
+        ax.set_xlabel('step of the validation (iteration, or epoch for epoch-based logs)')
+        for label, scalars in having.items():
+            steps, values = zip(*scalars[metric])
+            ax.plot(steps, values, marker='o', label=label)
+        written.append(_save(fig, osp.join(out_dir, f'metric_{metric.replace("/", "_")}.png')))
+    return written
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('work_dirs', nargs='+', metavar='WORK_DIR',
+                        help="mmengine work dirs (each with */vis_data/scalars.json)")
+    parser.add_argument('--out-dir', required=True, help='where the PNG files go')
+    parser.add_argument('--labels', nargs='+', help='legend label per work dir '
+                        '(default: the work dir names)')
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> List[str]:
+    args = parse_args(argv)
+    try:
+        runs = load_runs(args.work_dirs, args.labels)
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f'plot_curves: {exc}')
+    written = plot_runs(runs, args.out_dir)
+    for path in written:
+        print(path)
+    return written
+
+
+if __name__ == '__main__':
+    main()
