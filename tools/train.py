@@ -46,10 +46,11 @@ def main(argv=None):
         cfg.resume, cfg.load_from = True, args.resume
     runner = Runner.from_cfg(cfg)
     runner.train()
-    # mmengine's RuntimeInfoHook keeps each validation metric as a 'val/<key>' scalar.
+    # mmengine's RuntimeInfoHook keeps each validation metric as a 'val/<key>'
+    # scalar, beside the val loop's own timings.
     metrics = {key[len('val/'):]: buffer.current()
                for key, buffer in runner.message_hub.log_scalars.items()
-               if key.startswith('val/')}
+               if key.startswith('val/') and key not in ('val/time', 'val/data_time')}
     if runner.rank == 0 and metrics:
         runner.logger.info('final metrics: ' + ', '.join(
             f'{k}={v:.4f}' for k, v in sorted(metrics.items())))
