@@ -191,3 +191,25 @@ def test_options_are_checked():
         NormMonitorHook(interval=0)
     with pytest.raises(ValueError, match=r"NormMonitorHook.include: '\(' is not a valid"):
         NormMonitorHook(include=['('])
+
+
+def test_wrs_constructor_weights_and_accumulation_micro_steps(make_cfg, tmp_path):
+    """WRS applied by the optimizer-wrapper constructor is found too; with
+    gradient accumulation, micro-step iterations turn nothing and have no
+    gradient norm (grads are only read when the optimizer steps)."""
+    optim_wrapper = dict(type='OptimWrapper', constructor='WRSOptimWrapperConstructor',
+                         accumulative_counts=2, wrs=dict(),
+                         optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=1e-4))
+    runner = _run(make_cfg, 'wd', [dict(type='NormMonitorHook', interval=1)], tmp_path / 'ctor',
+                  optim_wrapper=optim_wrapper)
+    monitor = next(h for h in runner.hooks if isinstance(h, NormMonitorHook))
+    assert monitor.source == 'WRSOptimWrapper'
+    assert monitor.names == [e.name for e in runner.optim_wrapper.wrs.rescaler.entries]
+    aggregates = {line['step']: line for line in _scalar_lines(runner) if 'mean/norm' in line}
+    assert sorted(aggregates) == [1, 2, 3, 4]
+    for step in (1, 3):  # accumulation micro-steps
+        assert aggregates[step]['max/angle_deg'] == 0.0
+        assert 'mean/grad_norm' not in aggregates[step]
+    for step in (2, 4):  # real updates
+        assert aggregates[step]['mean/angle_deg'] > 0 and aggregates[step]['mean/grad_norm'] > 0
+        assert aggregates[step]['max/filter_norm'] == pytest.approx(1.0, abs=1e-5)
