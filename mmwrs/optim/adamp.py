@@ -122,8 +122,8 @@ def _project_stacked(params: torch.Tensor, grads: torch.Tensor,
 
 
 def project_radial(param: torch.Tensor, grad: torch.Tensor,
-                   update: torch.Tensor, delta: float,
-                   eps: float) -> Tuple[torch.Tensor, torch.Tensor]:
+                   update: torch.Tensor, delta: float, eps: float, *,
+                   inplace: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
     """Removes the radial component of ``update`` if ``param`` looks
     scale-invariant.
 
@@ -149,28 +149,33 @@ def project_radial(param: torch.Tensor, grad: torch.Tensor,
         param (Tensor): The weight, at least 2-D; dim 0 indexes channels.
         grad (Tensor): The raw gradient of ``param`` (used for the test).
         update (Tensor): The step direction to project, shaped like
-            ``param``. It is not modified.
+            ``param``. It is not modified unless ``inplace``.
         delta (float): Threshold of the cosine test (before the
             ``1/sqrt(dim)`` scaling).
         eps (float): Added to the row norms, and the lower clamp of the
             norms inside the cosine similarity.
+        inplace (bool): Keyword-only. Write the result into ``update`` (as
+            the reference does with its ``perturb``), sparing a full-size
+            allocation and copy on large weights.
 
     Returns:
-        tuple[Tensor, Tensor]: The (possibly) projected update, a new tensor
-        shaped like ``param``, and a 0-dim bool tensor that is True when a
-        projection was applied.
+        tuple[Tensor, Tensor]: The (possibly) projected update (a new tensor
+        shaped like ``param``, or ``update`` itself when ``inplace``) and a
+        0-dim bool tensor that is True when a projection was applied.
     """
     if param.device.type == 'cpu':
-        return _project_branching(param, grad, update, delta, eps)
+        return _project_branching(param, grad, update, delta, eps, inplace)
     out, projected = _project_stacked(
         param.unsqueeze(0), grad.unsqueeze(0), update.unsqueeze(0), delta,
         eps)
+    if inplace:
+        return update.copy_(out[0]), projected[0]
     return out[0], projected[0]
 
 
 def _project_branching(param: torch.Tensor, grad: torch.Tensor,
-                       update: torch.Tensor, delta: float,
-                       eps: float) -> Tuple[torch.Tensor, torch.Tensor]:
+                       update: torch.Tensor, delta: float, eps: float,
+                       inplace: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
     """:func:`project_radial` with the reference's Python branches (CPU)."""
     rows = param.shape[0]
     expand = (-1, ) + (1, ) * (param.dim() - 1)
@@ -180,9 +185,10 @@ def _project_branching(param: torch.Tensor, grad: torch.Tensor,
         if _max_abs_cos(g, w, w_norm, eps) < delta / math.sqrt(w.shape[-1]):
             w_hat = param / (w_norm + eps).view(expand)
             radial = (w_hat * update).reshape(w.shape[0], -1).sum(dim=-1)
-            return (update - w_hat * radial.view(expand),
-                    torch.ones((), dtype=torch.bool))
-    return update.clone(), torch.zeros((), dtype=torch.bool)
+            correction = w_hat.mul_(radial.view(expand))
+            out = update.sub_(correction) if inplace else update - correction
+            return out, torch.ones((), dtype=torch.bool)
+    return (update if inplace else update.clone()), torch.zeros((), dtype=torch.bool)
 
 
 def _decay_factor(projected: Optional[torch.Tensor], like: torch.Tensor,
@@ -477,8 +483,10 @@ class AdamP(torch.optim.Optimizer):
 
         projected = None
         if _projectable(p):
+            # The update is a temporary here: project it in place.
             update, projected = project_radial(p, grad, update,
-                                               group['delta'], eps)
+                                               group['delta'], eps,
+                                               inplace=True)
         decays = AdamP._decays(group)
         if decays is not None:
             _scale_(p, _decay_factor(projected, p, *decays))

@@ -181,11 +181,11 @@ class SGDP(torch.optim.Optimizer):
 
         projected = None
         if _projectable(p):
-            update, projected = project_radial(p, grad, update,
-                                               group['delta'], group['eps'])
-            if not nesterov and group['project_buffer']:
-                # The reference projects the buffer in place.
-                buf.copy_(update)
+            # In place when the update is a temporary (nesterov) or the buffer
+            # the reference projects in place; a copy when the buffer stays.
+            update, projected = project_radial(
+                p, grad, update, group['delta'], group['eps'],
+                inplace=nesterov or group['project_buffer'])
         decays = SGDP._decays(group)
         if decays is not None:
             _scale_(p, _decay_factor(projected, p, *decays))

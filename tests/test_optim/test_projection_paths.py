@@ -24,3 +24,7 @@ def test_branching_form_equals_branch_free_form(name, shape, mode, expected, dty
     assert bool(projected) == bool(projected_free[0]) == (expected != 'none')
     assert torch.equal(out, out_free[0])
     assert out is not u
+    # In place (what the optimizers do with temporaries): the same bits, in u.
+    target = u.clone()
+    out_inplace, _ = _project_branching(w, g, target, 0.1, 1e-8, inplace=True)
+    assert out_inplace is target and torch.equal(target, out)
