@@ -2,9 +2,10 @@
 
 Pure PyTorch (no mmengine): what :class:`~mmwrs.engine.NormMonitorHook` logs,
 usable on any model. Functions over many tensors use multi-tensor
-(``torch._foreach_*``) kernels, so a model's worth of weights costs a handful of
-launches. Values are computed in float32 at least (float64 stays float64), so
-half-precision weights give meaningful statistics.
+(``torch._foreach_*``) kernels where they are exact enough (elementwise ops
+everywhere, norms on CUDA); sums are accumulated in float64, and inputs are
+taken in float32 at least (float64 stays float64), so half-precision weights
+give meaningful statistics. Results are float64.
 
 Undefined values are NaN, never a silent 0: the angle to a zero tensor (it has
 no direction), the gradient norm of a parameter without a gradient.

@@ -32,7 +32,8 @@ def test_tensor_and_filter_norms_match_loops():
     assert summary['max'] == pytest.approx(max(per_filter), rel=1e-6)
     assert summary['std'] == pytest.approx(np.std(per_filter), rel=1e-5)
     # The norm of the filter norms is the whole-tensor norm (the hook relies on it).
-    assert stats.tensor_norms([stats.filter_norms(w)]).item() == pytest.approx(expected[0], rel=1e-6)
+    from_filters = stats.tensor_norms([stats.filter_norms(w)]).item()
+    assert from_filters == pytest.approx(expected[0], rel=1e-6)
 
 
 def test_half_precision_is_measured_in_float32():
