@@ -120,6 +120,7 @@ def test_slurm_emission_writes_scripts_for_runs_not_done(tool, tiny_config, tmp_
     assert '#SBATCH --partition=cpu\n#SBATCH --nodes=1\n#SBATCH --ntasks=2\n' in text
     assert '#SBATCH --ntasks-per-node=2\n#SBATCH --cpus-per-task=1\n' in text
     assert '--gres' not in text
+    assert 'export MASTER_PORT=${MASTER_PORT:-$((20000 + SLURM_JOB_ID % 20000))}' in text
     line = next(li for li in text.splitlines() if 'slurm_train.sh' in li)
     words = shlex.split(line)
     assert words[:6] == ['GPUS=2', 'GPUS_PER_NODE=2', 'CPUS_PER_TASK=1', 'USE_GRES=0',

@@ -258,6 +258,8 @@ class Sweep:
             'set -euo pipefail',
             f'mkdir -p {shlex.quote(work_dir)}',
             f'cd {shlex.quote(os.getcwd())}',  # where relative config paths resolve
+            '# Jobs of one sweep often share a node: one rendezvous port per job.',
+            'export MASTER_PORT=${MASTER_PORT:-$((20000 + SLURM_JOB_ID % 20000))}',
             f'{env} {shlex.join(train)}',
             f'{shlex.join(mark)} "$SECONDS"',
             '',
