@@ -41,7 +41,7 @@ def test_killed_sweep_resumes_without_retraining_and_reports(tool, tiny_config, 
                                                               capsys):
     sweep_dir = tmp_path / 'sweep'
     argv = [tiny_config, '--sweep-dir', str(sweep_dir), '--decays', '1e-4', '1e-3',
-            '--seeds', '0', '--iters', '2', '--monitor-interval', '0']
+            '--seeds', '0', '--iters', '2', '--monitor-interval', '1']
     runs = sweep_dir / 'runs'
     first, second = runs / 'wd0.0001_seed0', runs / 'wd0.001_seed0'
     # A sweep killed as a whole (its own process group: the sweep and the
@@ -81,6 +81,10 @@ def test_killed_sweep_resumes_without_retraining_and_reports(tool, tiny_config, 
         checkpoint = torch.load(runs / run / 'iter_2.pth', map_location='cpu')
         decays = {g['weight_decay'] for g in checkpoint['optimizer']['param_groups']}
         assert decays == ({decay} if decay else {0.0, 5e-4}), run
+
+    # Every run trained with the monitor appended to its overlay's hooks.
+    composed = Config.fromfile(str(sweep_dir / 'configs' / 'wrs_seed0.py'))
+    assert [h['type'] for h in composed.custom_hooks] == ['WRSHook', 'NormMonitorHook']
 
     results = json.loads((sweep_dir / 'results.json').read_text())
     assert results['metric'] == 'mIoU' and results['done'] == results['total'] == 3
