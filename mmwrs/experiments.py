@@ -6,11 +6,12 @@ imports torch or mmengine at module level, so emitting Slurm scripts or
 rendering tables stays cheap.
 """
 import glob
-import json
 import os
 import os.path as osp
 import re
 from typing import Dict, List, NamedTuple, Optional, Sequence
+
+from .scalars import load_work_dir
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 REGULARIZER_DIR = osp.join(REPO, 'configs', '_base_', 'regularizers')
@@ -83,16 +84,14 @@ def final_metrics(work_dir: str) -> Dict[str, float]:
     """The last value of each of :data:`METRIC_KEYS` logged in ``work_dir``.
 
     Reads the newest ``<timestamp>/vis_data/scalars.json`` (a resumed run
-    writes a new timestamp directory; its log holds the final validation).
+    writes a new timestamp directory; its log holds the final validation);
+    empty when the run logged none.
     """
-    scalars = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
-    metrics = {}
-    if scalars:
-        with open(scalars[-1]) as f:
-            for line in f:
-                record = json.loads(line)
-                metrics.update({k: v for k, v in record.items() if k in METRIC_KEYS})
-    return metrics
+    try:
+        scalars = load_work_dir(work_dir)
+    except FileNotFoundError:
+        return {}
+    return {key: series[-1][1] for key, series in scalars.items() if key in METRIC_KEYS}
 
 
 def primary_metric(metrics: Dict[str, float], metric: Optional[str] = None) -> Optional[str]:

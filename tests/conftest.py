@@ -21,6 +21,16 @@ DETERMINISTIC_SEG = {
 }
 
 
+def load_tool(relative_path):
+    """Import a script of tools/ (not a package) as a module."""
+    import importlib.util
+    name = osp.splitext(osp.basename(relative_path))[0]
+    spec = importlib.util.spec_from_file_location(name, osp.join(REPO, relative_path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope='session')
 def shapes_root(tmp_path_factory):
     from mmwrs.datasets import generate_shapes

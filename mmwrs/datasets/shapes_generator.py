@@ -14,7 +14,7 @@ numpy + OpenCV only, so it runs without mmengine.
 import json
 import os
 import os.path as osp
-from typing import Dict, List, Tuple
+from typing import Dict, List
 
 import cv2
 import numpy as np

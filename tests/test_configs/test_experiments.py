@@ -7,7 +7,6 @@ with each regularizer on the shapes data through the real Runner.
 """
 import functools
 import glob
-import importlib.util
 import os.path as osp
 import time
 
@@ -23,7 +22,7 @@ from mmwrs.experiments import (SETTINGS, experiment_config_text, experiments, fi
 from mmwrs.launch import register_codebase
 from mmwrs.testing import build_model_from_cfg, without_pretrained
 
-from conftest import REPO, tiny_options
+from conftest import REPO, load_tool, tiny_options
 
 EXPERIMENTS = experiments()
 IDS = [osp.basename(e.path)[:-3] for e in EXPERIMENTS]
@@ -41,12 +40,6 @@ STOCK_KEYS = ('model', 'optim_wrapper', 'param_scheduler', 'train_cfg', 'train_d
               'val_evaluator', 'default_hooks', 'randomness')
 
 
-def _load_generator():
-    path = osp.join(REPO, 'tools/analysis/gen_experiment_configs.py')
-    spec = importlib.util.spec_from_file_location('gen_experiment_configs', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @functools.lru_cache(maxsize=None)
@@ -72,7 +65,7 @@ def test_files_and_readme_table_match_the_matrix():
     assert present == {e.path for e in EXPERIMENTS}
     assert len(EXPERIMENTS) == 11 * 6
     # Content and table: regenerate and compare (fails when someone edits one).
-    assert _load_generator().stale_files() == []
+    assert load_tool('tools/analysis/gen_experiment_configs.py').stale_files() == []
     with open(osp.join(REPO, 'configs', 'README.md')) as f:
         readme = f.read()
     for experiment in EXPERIMENTS:

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from mmwrs.core import WeightRescaler, discover_scale_invariant
+from mmwrs.core import WeightRescaler
 from mmwrs.testing import randomize_norm_stats_
 
 

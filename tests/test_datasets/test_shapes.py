@@ -1,6 +1,5 @@
 """The bundled shapes dataset: deterministic, valid COCO, consistent label maps."""
 import hashlib
-import json
 import os
 import os.path as osp
 

@@ -1,24 +1,17 @@
 """tools/analysis/fixnorm_tune.py: real short trainings of the demo segmentor."""
-import importlib.util
 import os.path as osp
 
 import pytest
 import torch
 
-from conftest import REPO, SEG_DEMO
+from conftest import SEG_DEMO, load_tool
 
 
-def _load_tool():
-    path = osp.join(REPO, 'tools/analysis/fixnorm_tune.py')
-    spec = importlib.util.spec_from_file_location('fixnorm_tune', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope='module')
 def tool():
-    return _load_tool()
+    return load_tool('tools/analysis/fixnorm_tune.py')
 
 
 def test_two_stage_tuning_reports_the_best_trial_and_resumes(tool, make_cfg, tmp_path,

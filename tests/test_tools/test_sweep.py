@@ -1,5 +1,4 @@
 """tools/analysis/sweep.py: a real tiny grid on the demo segmentor, killed and resumed."""
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -13,21 +12,16 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from conftest import REPO, SEG_DEMO
+from conftest import REPO, SEG_DEMO, load_tool
 
 SWEEP = osp.join(REPO, 'tools/analysis/sweep.py')
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location('sweep', SWEEP)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope='module')
 def tool():
-    return _load_tool()
+    return load_tool('tools/analysis/sweep.py')
 
 
 @pytest.fixture

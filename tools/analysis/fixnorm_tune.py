@@ -39,8 +39,7 @@ from typing import Dict, List, Optional, Sequence
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
-sys.path.insert(0, osp.join(REPO, 'tools'))
-from run_demo import METRIC_KEYS, compose, final_metrics  # noqa: E402
+from mmwrs.experiments import METRIC_KEYS, compose, final_metrics  # noqa: E402
 
 RESULTS = 'fixnorm_tune.json'
 LR_FACTORS = (0.5, 1.0, 2.0)
@@ -77,7 +76,7 @@ def prepare_config(config: str, out_dir: str):
     """The config to train and the index of its FixNormHook in ``custom_hooks``.
 
     A config without a FixNormHook is composed with the fixnorm overlay (the
-    run_demo way); one whose ``custom_hooks`` already hold one is used as is.
+    mmwrs.experiments.compose way); one whose ``custom_hooks`` already hold one is used as is.
 
     Raises:
         FileNotFoundError: ``config`` does not exist.

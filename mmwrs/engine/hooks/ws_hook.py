@@ -1,7 +1,6 @@
 """Turn a model's conv + BatchNorm pairs into weight-standardized conv + GroupNorm."""
 import math
 
-import torch
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 from mmengine.runner import BaseLoop
