@@ -80,6 +80,21 @@ def _write_atomic(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
+def data_root_options(data_root: str, detection: bool) -> Dict[str, str]:
+    """cfg-options that point a shapes config's dataloaders at ``data_root``.
+
+    The COCO evaluator of a detection config names its annotation file
+    itself; segmentation evaluators take no file.
+    """
+    root = data_root.rstrip('/') + '/'
+    options = {f'{split}_dataloader.dataset.data_root': root
+               for split in ('train', 'val', 'test')}
+    if detection:
+        for split in ('val', 'test'):
+            options[f'{split}_evaluator.ann_file'] = root + 'annotations/instances_val.json'
+    return options
+
+
 def final_metrics(work_dir: str) -> Dict[str, float]:
     """The last value of each of :data:`METRIC_KEYS` logged in ``work_dir``.
 

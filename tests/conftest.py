@@ -40,10 +40,10 @@ def shapes_root(tmp_path_factory):
 
 def tiny_options(config, data_root, iters=2, batch_size=2):
     """cfg-options that shrink a demo config to a few quick iterations."""
+    from mmwrs.experiments import data_root_options
+    detection = 'faster-rcnn' in config or 'mask' in config or 'retina' in config
     options = {
-        'train_dataloader.dataset.data_root': data_root,
-        'val_dataloader.dataset.data_root': data_root,
-        'test_dataloader.dataset.data_root': data_root,
+        **data_root_options(data_root, detection),
         'train_dataloader.batch_size': batch_size,
         'val_dataloader.batch_size': batch_size,
         'test_dataloader.batch_size': batch_size,
@@ -53,9 +53,6 @@ def tiny_options(config, data_root, iters=2, batch_size=2):
         'default_hooks.checkpoint.interval': iters,
         'param_scheduler': [dict(type='ConstantLR', factor=1.0, by_epoch=False)],
     }
-    if 'faster-rcnn' in config or 'mask' in config or 'retina' in config:
-        options['val_evaluator.ann_file'] = data_root + 'annotations/instances_val.json'
-        options['test_evaluator.ann_file'] = data_root + 'annotations/instances_val.json'
     return options
 
 

@@ -16,13 +16,12 @@ import sys
 import time
 
 import torch
+from mmengine.config import Config
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
 DEMOS = ['configs/demo/faster-rcnn_r18_fpn_shapes.py', 'configs/demo/fcn_r18-d8_shapes.py']
-# compose / final_metrics live in mmwrs.experiments (shared with the sweep and
-# FixNorm tools); re-exported here for callers that import them from run_demo.
-from mmwrs.experiments import METRIC_KEYS, compose, final_metrics  # noqa: E402,F401
+from mmwrs.experiments import compose, data_root_options, final_metrics  # noqa: E402
 
 
 def controlled_names(work_dir):
@@ -66,10 +65,11 @@ def main():
             name = f'{osp.splitext(osp.basename(config))[0]}_{regularizer}'
             work_dir = osp.join(args.work_dir_root, name)
             composed = compose(config, regularizer, osp.join(args.work_dir_root, 'configs'))
+            detection = Config.fromfile(composed).get('default_scope') == 'mmdet'
+            data_options = data_root_options(args.data_root, detection)
             command = [sys.executable, osp.join(REPO, 'tools/train.py'), composed,
-                       '--work-dir', work_dir]
-            if args.cfg_options:
-                command += ['--cfg-options', *args.cfg_options]
+                       '--work-dir', work_dir, '--cfg-options',
+                       *[f'{k}={v}' for k, v in data_options.items()], *args.cfg_options]
             print(f'[demo] training {name} -> {work_dir}', flush=True)
             start = time.time()
             subprocess.run(command, check=True)
