@@ -324,13 +324,21 @@ class Sweep:
 
 
 def mean_std(values: Sequence[float]):
-    """Mean and sample standard deviation (0 for one value; None for none)."""
+    """Mean and sample standard deviation (std None for one value; both None for none)."""
     if not values:
         return None, None
     mean = sum(values) / len(values)
     if len(values) == 1:
-        return mean, 0.0
+        return mean, None  # one seed says nothing about the spread
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def format_mean_std(entry: dict) -> str:
+    if entry['mean'] is None:
+        return 'n/a'
+    if entry['std'] is None:
+        return f'{entry["mean"]:.4f} (one seed)'
+    return f'{entry["mean"]:.4f} ± {entry["std"]:.4f}'
 
 
 def results_table(results: dict) -> str:
@@ -342,8 +350,7 @@ def results_table(results: dict) -> str:
              f'| setting | weight decay | {metric} | runs (seeds) | missing seeds |',
              '|---|---|---|---|---|']
     for setting, entry in results['settings'].items():
-        value = ('n/a' if entry['mean'] is None
-                 else f'{entry["mean"]:.4f} ± {entry["std"]:.4f}')
+        value = format_mean_std(entry)
         decay = f'{entry["decay"]:g}' if entry['decay'] is not None else "config's"
         seeds = ', '.join(map(str, entry['seeds'])) or '-'
         missing = ', '.join(map(str, entry['missing'])) or '-'
@@ -360,7 +367,7 @@ def results_table(results: dict) -> str:
                      f'the means) {decays[best]["mean"] - decays[worst]["mean"]:.4f}.')
     for setting, entry in results['settings'].items():
         if entry['decay'] is None and entry['mean'] is not None:
-            text = f'{setting}: {entry["mean"]:.4f} ± {entry["std"]:.4f}'
+            text = f'{setting}: {format_mean_std(entry)}'
             if decays:
                 text += (f' ({entry["mean"] - decays[best]["mean"]:+.4f} vs the best decay, '
                          f'{entry["mean"] - decays[worst]["mean"]:+.4f} vs the worst)')
@@ -381,7 +388,7 @@ def plot(results: dict, path: str) -> None:
                            key=lambda e: e['decay'])
     if decay_entries:
         ax.errorbar([e['decay'] for e in decay_entries], [e['mean'] for e in decay_entries],
-                    yerr=[e['std'] for e in decay_entries], marker='o', capsize=4,
+                    yerr=[e['std'] or 0.0 for e in decay_entries], marker='o', capsize=4,
                     label='weight decay')
         ax.set_xscale('log')
     colors = plt.rcParams['axes.prop_cycle'].by_key()['color'][1:]
@@ -389,8 +396,9 @@ def plot(results: dict, path: str) -> None:
               if e['decay'] is None and e['mean'] is not None]
     for (setting, entry), color in zip(others, colors * (len(others) // len(colors) + 1)):
         ax.axhline(entry['mean'], color=color, label=setting)
-        ax.axhspan(entry['mean'] - entry['std'], entry['mean'] + entry['std'],
-                   color=color, alpha=0.2)
+        if entry['std']:
+            ax.axhspan(entry['mean'] - entry['std'], entry['mean'] + entry['std'],
+                       color=color, alpha=0.2)
     ax.set_xlabel('weight decay')
     ax.set_ylabel(f"{results['metric'] or 'metric'} (mean ± std over seeds)")
     ax.set_title(osp.basename(results['config']))
