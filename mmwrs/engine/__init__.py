@@ -6,12 +6,12 @@ registries, from which the mmdet and mmseg child registries resolve them.
 from . import registry  # noqa: F401  (SGDP, AdamP into OPTIMIZERS)
 from .hooks import (EpsShiftedL2Hook, FixNormHook, NormMonitorHook, ReplaceOptimizerHook,
                     WeightStandardizationHook, WRSHook)
-from .constructors import WRSOptimWrapperConstructor
+from .constructors import EpsShiftedL2OptimWrapperConstructor, WRSOptimWrapperConstructor
 from .optim_wrappers import AmpWRSOptimWrapper, WRSOptimWrapper
 from .param_groups import split_off_params_
 
 __all__ = [
     'WRSHook', 'FixNormHook', 'EpsShiftedL2Hook', 'ReplaceOptimizerHook', 'NormMonitorHook',
     'WeightStandardizationHook', 'split_off_params_', 'WRSOptimWrapperConstructor',
-    'WRSOptimWrapper', 'AmpWRSOptimWrapper'
+    'WRSOptimWrapper', 'AmpWRSOptimWrapper', 'EpsShiftedL2OptimWrapperConstructor'
 ]

@@ -8,8 +8,11 @@ from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 from torch import nn
 
 from mmwrs.core.controller import WRSController
+from mmwrs.core.discovery import _compile
+from mmwrs.core.penalties import _check_hparams
 
 from .example_batch import example_loss_forward
+from .hooks.eps_l2_hook import describe, penalty_step_pre_hook, select_targets
 from .hooks.wrs_hook import discover_in_train_mode
 from .optim_wrappers import WRSWrapperMixin
 from .param_groups import split_off_params_
@@ -23,6 +26,17 @@ WRS_WRAPPER_OF = {
     'WRSOptimWrapper': 'WRSOptimWrapper',
     'AmpWRSOptimWrapper': 'AmpWRSOptimWrapper',
 }
+
+
+def build_inner_constructor(owner: str, optim_wrapper_cfg: dict,
+                            paramwise_cfg: Optional[dict]):
+    """The constructor a regularizing constructor wraps: ``inner_constructor``
+    from ``optim_wrapper_cfg`` (``DefaultOptimWrapperConstructor`` by default)."""
+    inner = optim_wrapper_cfg.pop('inner_constructor', 'DefaultOptimWrapperConstructor')
+    if inner == owner:
+        raise ValueError(f'{owner}: inner_constructor cannot be {owner} itself')
+    return OPTIM_WRAPPER_CONSTRUCTORS.build(
+        dict(type=inner, optim_wrapper_cfg=optim_wrapper_cfg, paramwise_cfg=paramwise_cfg))
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
@@ -62,9 +76,6 @@ class WRSOptimWrapperConstructor:
         wrs_cfg = dict(cfg.pop('wrs', None) or {})
         self.report = wrs_cfg.pop('report', True)
         self.controller = WRSController(owner=owner, **wrs_cfg)
-        inner = cfg.pop('inner_constructor', 'DefaultOptimWrapperConstructor')
-        if inner == owner:
-            raise ValueError(f'{owner}: inner_constructor cannot be {owner} itself')
         wrapper_type = cfg.get('type', 'OptimWrapper')
         if wrapper_type not in WRS_WRAPPER_OF:
             raise ValueError(
@@ -72,8 +83,7 @@ class WRSOptimWrapperConstructor:
                 f'{sorted(WRS_WRAPPER_OF)}. For other wrappers use '
                 "custom_hooks=[dict(type='WRSHook')], which works with any wrapper.")
         cfg['type'] = WRS_WRAPPER_OF[wrapper_type]
-        self.inner = OPTIM_WRAPPER_CONSTRUCTORS.build(
-            dict(type=inner, optim_wrapper_cfg=cfg, paramwise_cfg=paramwise_cfg))
+        self.inner = build_inner_constructor(owner, cfg, paramwise_cfg)
 
     def __call__(self, model: nn.Module) -> WRSWrapperMixin:
         wrapper = self.inner(model)
@@ -94,3 +104,57 @@ class WRSOptimWrapperConstructor:
         wrapper.attach_wrs(self.controller, self.report)
         return wrapper
 
+
+
+@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
+class EpsShiftedL2OptimWrapperConstructor:
+    """The epsilon-shifted L2 regularizer (Li et al., arXiv 1911.05920) as an
+    optimizer-wrapper constructor.
+
+    The inner constructor builds the wrapper from ``paramwise_cfg`` as usual;
+    then every trainable, non-depthwise conv weight gets a param group with
+    ``weight_decay=0`` (every other parameter keeps its decay), and the torch
+    optimizer gets a step pre-hook adding the reference gradient per filter,
+    ``lam * ((1 - eps / sd) * (w - mu) + mu)``, before the update (after AMP
+    unscaling; never on skipped steps or accumulation micro-steps)::
+
+        optim_wrapper = dict(
+            type='OptimWrapper',
+            constructor='EpsShiftedL2OptimWrapperConstructor',
+            optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=1e-4),
+            eps_l2=dict(lam=1e-4, eps=1e-3))
+
+    The same as :class:`~mmwrs.engine.EpsShiftedL2Hook` (the overlay form).
+
+    Args:
+        optim_wrapper_cfg (dict): The ``optim_wrapper`` config; mmwrs reads and
+            removes ``eps_l2`` (``lam``, ``eps``, ``include``, ``exclude``) and
+            ``inner_constructor``.
+        paramwise_cfg (dict, optional): Passed to the inner constructor.
+    """
+
+    def __init__(self, optim_wrapper_cfg: dict, paramwise_cfg: Optional[dict] = None):
+        owner = type(self).__name__
+        cfg = copy.deepcopy(dict(optim_wrapper_cfg))
+        options = dict(cfg.pop('eps_l2', None) or {})
+        unknown = set(options) - {'lam', 'eps', 'include', 'exclude'}
+        if unknown:
+            raise ValueError(f'{owner}: unknown eps_l2 option(s) {sorted(unknown)}; allowed: '
+                             "['eps', 'exclude', 'include', 'lam']")
+        self.lam, self.eps = options.get('lam', 1e-4), options.get('eps', 1e-3)
+        self.include, self.exclude = options.get('include'), options.get('exclude')
+        _check_hparams(self.lam, self.eps)
+        _compile(self.include, 'include')
+        _compile(self.exclude, 'exclude')
+        self.inner = build_inner_constructor(owner, cfg, paramwise_cfg)
+
+    def __call__(self, model: nn.Module):
+        wrapper = self.inner(model)
+        owner = type(self).__name__
+        params = select_targets(getattr(model, 'module', model), self.include,
+                                self.exclude, owner)
+        split_off_params_(wrapper.optimizer, params, {'weight_decay': 0.0})
+        wrapper.optimizer.register_step_pre_hook(
+            penalty_step_pre_hook(params, self.lam, self.eps))
+        MMLogger.get_current_instance().info(describe(owner, self.lam, self.eps, params))
+        return wrapper

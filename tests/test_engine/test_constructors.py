@@ -162,3 +162,38 @@ def test_constructor_refuses_models_it_cannot_feed():
         dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.1)))
     with pytest.raises(TypeError, match="neither an mmdet detector nor an mmseg segmentor"):
         constructor(Plain())
+
+
+def test_eps_l2_constructor_trains_exactly_as_the_hook(make_cfg, tmp_path):
+    """The optimizer-wrapper form of the epsilon-shifted L2 == its overlay (hook) form."""
+    eps_l2 = dict(lam=1e-3, eps=1e-3)  # strong enough to matter in 3 steps
+    by_hook = make_cfg(SEG_DEMO, ['eps_l2'], iters=3, work_dir=tmp_path / 'hook',
+                       **DETERMINISTIC_SEG)
+    by_hook.custom_hooks[0].update(eps_l2)
+    hook_runner = train(by_hook)
+    by_constructor = make_cfg(SEG_DEMO, iters=3, work_dir=tmp_path / 'constructor',
+                              optim_wrapper=dict(constructor='EpsShiftedL2OptimWrapperConstructor',
+                                                 eps_l2=eps_l2), **DETERMINISTIC_SEG)
+    runner = train(by_constructor)
+    hook = next(h for h in hook_runner.hooks if type(h).__name__ == 'EpsShiftedL2Hook')
+    # Two models: the hook's conv weights, by name, in the constructor's run.
+    convs = {name for name, p in hook_runner.model.named_parameters()
+             if any(p is q for q in hook.params)}
+    assert len(convs) > 20
+    names = {id(p): n for n, p in runner.model.named_parameters()}
+    for group in runner.optim_wrapper.optimizer.param_groups:
+        in_convs = {names[id(p)] in convs for p in group['params']}
+        assert len(in_convs) == 1
+        assert group['weight_decay'] == (0.0 if in_convs.pop() else 5e-4)
+    expected = hook_runner.model.state_dict()
+    for name, value in runner.model.state_dict().items():
+        torch.testing.assert_close(value, expected[name], rtol=0, atol=0, msg=name)
+
+
+def test_eps_l2_constructor_bad_options():
+    from mmwrs.engine import EpsShiftedL2OptimWrapperConstructor
+    base = dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.1))
+    with pytest.raises(ValueError, match=r"unknown eps_l2 option\(s\) \['lambda'\]"):
+        EpsShiftedL2OptimWrapperConstructor(dict(base, eps_l2={'lambda': 1e-4}))
+    with pytest.raises(ValueError, match='lam'):
+        EpsShiftedL2OptimWrapperConstructor(dict(base, eps_l2=dict(lam=-1.0)))

@@ -92,6 +92,7 @@ def test_fixnorm_holds_all_norms_and_no_decay(make_cfg):
 
 def test_eps_l2_adds_reference_gradient_and_drops_decay(make_cfg):
     from mmwrs.core.penalties import eps_shifted_l2_grad
+    from mmwrs.engine.hooks.eps_l2_hook import penalty_step_pre_hook
     runner = _train(make_cfg, SEG_DEMO, ['eps_l2'], iters=1)
     hook = _hook(runner, 'EpsShiftedL2Hook')
     assert len(hook.params) > 20
@@ -104,5 +105,5 @@ def test_eps_l2_adds_reference_gradient_and_drops_decay(make_cfg):
     weight = hook.params[0]
     weight.grad = torch.zeros_like(weight)
     expected = eps_shifted_l2_grad(weight.detach(), hook.lam, hook.eps)
-    hook._add_penalty_grad(optimizer, (), {})
+    penalty_step_pre_hook(hook.params, hook.lam, hook.eps)(optimizer, (), {})
     assert torch.allclose(weight.grad, expected)

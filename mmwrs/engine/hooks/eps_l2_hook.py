@@ -34,6 +34,31 @@ def eps_l2_targets(model: torch.nn.Module, include=None, exclude=None):
     return targets
 
 
+def penalty_step_pre_hook(params: Sequence[torch.nn.Parameter], lam: float, eps: float):
+    """A torch optimizer step pre-hook adding the penalty's gradient to ``params``.
+
+    A pre-hook runs inside the real step only: after AMP unscaling, never on a
+    step the grad scaler skips or on a gradient-accumulation micro-step.
+    """
+    def add_penalty_grad(optimizer, args, kwargs) -> None:
+        add_eps_shifted_l2_grad_(params, lam, eps)
+    return add_penalty_grad
+
+
+def select_targets(model: torch.nn.Module, include, exclude, owner: str):
+    """:func:`eps_l2_targets`, or a clear error naming ``owner`` when there are none."""
+    targets = eps_l2_targets(model, include, exclude)
+    if not targets:
+        raise RuntimeError(f'{owner}: the model has no trainable non-depthwise conv '
+                           f'weight to regularize (include={include}, exclude={exclude})')
+    return [weight for _, weight in targets]
+
+
+def describe(owner: str, lam: float, eps: float, params) -> str:
+    return (f'{owner}: lam={lam:g}, eps={eps:g} on {len(params)} conv weights '
+            f'({sum(p.numel() for p in params):,} parameters; their weight decay is 0)')
+
+
 @HOOKS.register_module()
 class EpsShiftedL2Hook(Hook):
     """Replace weight decay on conv weights by the epsilon-shifted L2 penalty.
@@ -71,26 +96,17 @@ class EpsShiftedL2Hook(Hook):
     def before_run(self, runner) -> None:
         if not isinstance(getattr(runner, '_train_loop', None), BaseLoop):
             return
-        targets = eps_l2_targets(unwrap_model(runner.model), self.include, self.exclude)
-        if not targets:
-            raise RuntimeError('EpsShiftedL2Hook: the model has no trainable '
-                               'non-depthwise conv weight to regularize '
-                               f'(include={self.include}, exclude={self.exclude})')
-        self.params = [weight for _, weight in targets]
+        self.params = select_targets(unwrap_model(runner.model), self.include,
+                                     self.exclude, type(self).__name__)
         for name, optimizer in optimizers_of(runner).items():
             split_off_params_(optimizer, self.params, {'weight_decay': 0.0},
                               schedulers_of(runner, name))
-        runner.logger.info(
-            f'EpsShiftedL2Hook: lam={self.lam:g}, eps={self.eps:g} on {len(targets)} '
-            f'conv weights ({sum(p.numel() for p in self.params):,} parameters; '
-            'their weight decay is 0)')
+        runner.logger.info(describe(type(self).__name__, self.lam, self.eps, self.params))
 
     def before_train(self, runner) -> None:
-        self._handles = [opt.register_step_pre_hook(self._add_penalty_grad)
+        step_hook = penalty_step_pre_hook(self.params, self.lam, self.eps)
+        self._handles = [opt.register_step_pre_hook(step_hook)
                          for opt in optimizers_of(runner).values()]
-
-    def _add_penalty_grad(self, optimizer, args, kwargs) -> None:
-        add_eps_shifted_l2_grad_(self.params, self.lam, self.eps)
 
     def after_train(self, runner) -> None:
         for handle in self._handles:
