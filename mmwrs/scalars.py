@@ -14,11 +14,11 @@ from typing import Dict, List, Sequence, Tuple
 Series = List[Tuple[int, float]]
 
 
-def find_scalars_file(work_dir: str) -> str:
-    """The newest ``<work_dir>/<timestamp>/vis_data/scalars.json``.
+def find_scalars_files(work_dir: str) -> List[str]:
+    """Every ``<work_dir>/<timestamp>/vis_data/scalars.json``, oldest first.
 
-    mmengine names the run directories by start time (``YYYYmmdd_HHMMSS``), so
-    the newest sorts last; a resumed run starts a directory of its own.
+    mmengine names the run directories by start time (``YYYYmmdd_HHMMSS``), and
+    a resumed run starts a directory of its own.
 
     Raises:
         FileNotFoundError: ``work_dir`` is missing or has no such file.
@@ -29,7 +29,7 @@ def find_scalars_file(work_dir: str) -> str:
     if not found:
         raise FileNotFoundError(f'{work_dir}: no */vis_data/scalars.json (is it the work_dir '
                                 'of an mmengine run with the default LocalVisBackend?)')
-    return found[-1]
+    return found
 
 
 def read_scalars(path: str) -> Dict[str, Series]:
@@ -63,8 +63,17 @@ def read_scalars(path: str) -> Dict[str, Series]:
 
 
 def load_work_dir(work_dir: str) -> Dict[str, Series]:
-    """:func:`read_scalars` of :func:`find_scalars_file` of ``work_dir``."""
-    return read_scalars(find_scalars_file(work_dir))
+    """The scalars of the whole run in ``work_dir``.
+
+    Every run directory's file is read, oldest first, and merged by step: a
+    run resumed from a checkpoint keeps the history logged before it, and the
+    steps it logged again after resuming take their newer values.
+    """
+    merged: Dict[str, Dict[int, float]] = {}
+    for path in find_scalars_files(work_dir):
+        for key, series in read_scalars(path).items():
+            merged.setdefault(key, {}).update(series)
+    return {key: sorted(values.items()) for key, values in merged.items()}
 
 
 def present(scalars: Dict[str, Series], keys: Sequence[str]) -> List[str]:

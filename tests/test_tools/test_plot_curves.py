@@ -11,7 +11,7 @@ import pytest
 from mmengine.runner import Runner
 
 from mmwrs.launch import register_codebase
-from mmwrs.scalars import find_scalars_file, load_work_dir, read_scalars
+from mmwrs.scalars import find_scalars_files, load_work_dir, read_scalars
 
 from conftest import REPO, SEG_DEMO
 
@@ -78,7 +78,7 @@ def test_clear_errors(tmp_path):
     assert not (tmp_path / 'out').exists()
 
 
-def test_read_scalars_newest_dir_and_merging(tmp_path):
+def test_read_scalars_dirs_and_merging(tmp_path):
     for stamp, value in (('20260101_000000', 1.0), ('20260102_000000', 2.0)):
         vis = tmp_path / stamp / 'vis_data'
         vis.mkdir(parents=True)
@@ -86,10 +86,22 @@ def test_read_scalars_newest_dir_and_merging(tmp_path):
                  {'loss': value + 1, 'step': 1}, {'loss': value + 5, 'step': 2},
                  {'name': 'text', 'flag': True, 'step': 3}]
         (vis / 'scalars.json').write_text('\n'.join(json.dumps(x) for x in lines) + '\n')
-    path = find_scalars_file(str(tmp_path))
-    assert '20260102_000000' in path
+    paths = find_scalars_files(str(tmp_path))
+    assert ['20260101_000000' in paths[0], '20260102_000000' in paths[1]] == [True, True]
+    path = paths[-1]
     scalars = read_scalars(path)
     assert scalars == {'loss': [(1, 3.0), (2, 7.0)], 'norm/a.weight': [(2, 3.0)]}
     (tmp_path / '20260102_000000' / 'vis_data' / 'scalars.json').write_text('{"loss": 1}\n')
     with pytest.raises(ValueError, match='scalars.json:1: not a scalars record with a step'):
         read_scalars(path)
+
+
+def test_resumed_run_keeps_the_history_before_its_checkpoint(tmp_path):
+    """A run killed at step 3 and resumed from step 2 logs 3..4 again in a new dir."""
+    for stamp, steps, value in (('20260101_000000', (1, 2, 3), 1.0),
+                                ('20260102_000000', (3, 4), 2.0)):
+        vis = tmp_path / stamp / 'vis_data'
+        vis.mkdir(parents=True)
+        (vis / 'scalars.json').write_text(
+            ''.join(json.dumps({'loss': value, 'step': s}) + '\n' for s in steps))
+    assert load_work_dir(str(tmp_path)) == {'loss': [(1, 1.0), (2, 1.0), (3, 2.0), (4, 2.0)]}
