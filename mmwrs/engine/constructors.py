@@ -3,7 +3,6 @@ import copy
 from typing import Optional
 
 from mmengine.logging import MMLogger
-from mmengine.optim import OptimWrapperDict
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 from torch import nn
 
@@ -13,7 +12,7 @@ from mmwrs.core.penalties import _check_hparams
 
 from .example_batch import example_loss_forward
 from .hooks.eps_l2_hook import describe, penalty_step_pre_hook, select_targets
-from .hooks.wrs_hook import discover_in_train_mode
+from .hooks.wrs_hook import discover_in_train_mode, unwrap_model
 from .optim_wrappers import WRSWrapperMixin
 from .param_groups import split_off_params_
 
@@ -87,12 +86,12 @@ class WRSOptimWrapperConstructor:
 
     def __call__(self, model: nn.Module) -> WRSWrapperMixin:
         wrapper = self.inner(model)
-        if isinstance(wrapper, OptimWrapperDict) or not isinstance(wrapper, WRSWrapperMixin):
+        if not isinstance(wrapper, WRSWrapperMixin):
             raise TypeError(
                 f'{type(self).__name__}: the inner constructor built '
                 f'{type(wrapper).__name__}, not one of {sorted(set(WRS_WRAPPER_OF.values()))}; '
-                "use custom_hooks=[dict(type='WRSHook')] with this constructor instead")
-        module = getattr(model, 'module', model)
+                "with that inner constructor use custom_hooks=[dict(type='WRSHook')] instead")
+        module = unwrap_model(model)
         logger = MMLogger.get_current_instance()
         if discover_in_train_mode(self.controller, module,
                                   example_loss_forward(module, type(self).__name__),
@@ -103,7 +102,6 @@ class WRSOptimWrapperConstructor:
                               self.controller.group_overrides)
         wrapper.attach_wrs(self.controller, self.report)
         return wrapper
-
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
@@ -151,8 +149,7 @@ class EpsShiftedL2OptimWrapperConstructor:
     def __call__(self, model: nn.Module):
         wrapper = self.inner(model)
         owner = type(self).__name__
-        params = select_targets(getattr(model, 'module', model), self.include,
-                                self.exclude, owner)
+        params = select_targets(unwrap_model(model), self.include, self.exclude, owner)
         split_off_params_(wrapper.optimizer, params, {'weight_decay': 0.0})
         wrapper.optimizer.register_step_pre_hook(
             penalty_step_pre_hook(params, self.lam, self.eps))
