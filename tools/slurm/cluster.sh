@@ -45,6 +45,9 @@ stop_pidfile() {
 }
 
 write_conf() {
+  # The CPUs slurmd will detect. Not nproc: it honours OMP_NUM_THREADS, and a
+  # node declared with fewer CPUs than a job's tasks leaves the job pending.
+  CPUS=$(getconf _NPROCESSORS_ONLN)
   cat > "$CONF" <<CONF
 ClusterName=mmwrs
 SlurmctldHost=$NODE(127.0.0.1)
@@ -70,7 +73,7 @@ MpiDefault=none
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 SchedulerType=sched/backfill
-NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$(nproc) State=UNKNOWN
+NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$CPUS State=UNKNOWN
 PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 CONF
   printf 'export SLURM_CONF=%s\n' "$CONF" > "$DIR/env.sh"
