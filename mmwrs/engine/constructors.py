@@ -12,7 +12,7 @@ from mmwrs.core.penalties import _check_hparams
 
 from .example_batch import example_loss_forward
 from .hooks.eps_l2_hook import describe, penalty_step_pre_hook, select_targets
-from .hooks.wrs_hook import discover_in_train_mode, unwrap_model
+from .hooks.wrs_hook import train_mode, unwrap_model
 from .optim_wrappers import WRSWrapperMixin
 from .param_groups import split_off_params_
 
@@ -93,9 +93,10 @@ class WRSOptimWrapperConstructor:
                 "with that inner constructor use custom_hooks=[dict(type='WRSHook')] instead")
         module = unwrap_model(model)
         logger = MMLogger.get_current_instance()
-        if discover_in_train_mode(self.controller, module,
-                                  example_loss_forward(module, type(self).__name__),
-                                  logger.warning):
+        with train_mode(module):
+            found = self.controller.discover(
+                module, example_loss_forward(module, type(self).__name__), logger.warning)
+        if found:
             # Runs before the Runner builds its param schedulers, so they see
             # the final groups and need no re-indexing.
             split_off_params_(wrapper.optimizer, self.controller.params,

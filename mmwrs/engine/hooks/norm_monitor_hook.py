@@ -10,7 +10,7 @@ from mmwrs.core import WeightRescaler, discover_scale_invariant, stats
 from mmwrs.core.discovery import _compile
 
 from ..param_groups import optimizers_of
-from .wrs_hook import loss_forward, sample_batch, unwrap_model
+from .wrs_hook import loss_forward, sample_batch, train_mode, unwrap_model
 
 # Aggregate statistics per quantity, pushed to the message hub as 'train/<stat>/<quantity>'.
 AGGREGATES = {
@@ -134,13 +134,8 @@ class NormMonitorHook(Hook):
     def _discover(self, runner) -> List[Tuple[str, torch.nn.Parameter, int]]:
         model = unwrap_model(runner.model)
         batch = sample_batch(runner.train_dataloader)
-        was_training = {m: m.training for m in model.modules()}
-        model.train()  # as WRSHook traces: norm_eval decides what is invariant
-        try:
+        with train_mode(model):  # as WRSHook traces: norm_eval decides what is invariant
             result = discover_scale_invariant(model, loss_forward(model, batch))
-        finally:
-            for module, mode in was_training.items():
-                module.training = mode
         return [(w.name, w.param, w.out_dim) for w in result.invariant]
 
     def before_train(self, runner) -> None:

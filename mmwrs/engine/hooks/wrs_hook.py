@@ -1,4 +1,5 @@
 """The hook that runs Weight Rescaling inside mmengine's Runner."""
+import contextlib
 import random
 from typing import Any, Optional
 
@@ -48,18 +49,18 @@ def loss_forward(model: torch.nn.Module, batch: Any):
     return forward
 
 
-def discover_in_train_mode(controller: WRSController, model: torch.nn.Module,
-                           forward_fn, warn) -> bool:
-    """Run ``controller.discover`` with ``model`` in training mode.
+@contextlib.contextmanager
+def train_mode(model: torch.nn.Module):
+    """Put ``model`` in training mode for a discovery pass, then restore each
+    module's own mode.
 
     Training mode is what the train loop uses (it applies e.g. mmdet's
-    ``norm_eval``, which decides whether a BN needs running-stat
-    compensation); each module's own mode is restored afterwards.
+    ``norm_eval``, which decides whether a BN needs running-stat compensation).
     """
     was_training = {m: m.training for m in model.modules()}
     model.train()
     try:
-        return controller.discover(model, forward_fn, warn)
+        yield model
     finally:
         for module, mode in was_training.items():
             module.training = mode
@@ -123,8 +124,10 @@ class WRSHook(Hook):
                 'hook or the constructor, not both')
         model = unwrap_model(runner.model)
         batch = sample_batch(runner.train_dataloader)
-        if not discover_in_train_mode(self.controller, model, loss_forward(model, batch),
-                                      runner.logger.warning):
+        with train_mode(model):
+            found = self.controller.discover(model, loss_forward(model, batch),
+                                             runner.logger.warning)
+        if not found:
             return
         for name, optimizer in optimizers_of(runner).items():
             split_off_params_(optimizer, self.controller.params,
