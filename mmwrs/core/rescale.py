@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -18,6 +18,8 @@ TARGET_POLICIES = ('init',)
 # Norms at or below this are treated as zero: a unit with no direction cannot be
 # rescaled, and dividing by it would only spread inf/NaN.
 ZERO_NORM = 1e-12
+# Rescales between two host-synchronizing checks on accelerators (check_interval=None).
+DEFERRED_CHECK_INTERVAL = 50
 
 
 def validate_target(target: Union[float, str], key: str = 'target_norm') -> Union[float, str]:
@@ -83,7 +85,8 @@ class RescaleEntry:
         """Expand a per-unit tensor to one value per output channel."""
         if self.num_units == self.out_channels:
             return per_unit
-        return per_unit.repeat_interleave(self.out_channels // self.num_units)
+        # expand, not repeat_interleave: no output-size round trip to the host.
+        return per_unit.unsqueeze(1).expand(-1, self.out_channels // self.num_units).reshape(-1)
 
 
 class WeightRescaler:
@@ -108,14 +111,33 @@ class WeightRescaler:
             estimates of the rescaled layer's output (they are what eval uses).
             Eval-mode norms are always compensated: without it the function
             would change.
+        check_interval (int | None): Verify the norms (non-finite weights,
+            zero units, negative compensated variances) with a host
+            synchronization every ``check_interval``-th :meth:`rescale_`. In
+            between, the rescale runs branch-free on the device (zero and
+            non-finite units are left as they are, negative variances clamped
+            to 0) and records what it met, and the check raises or warns about
+            it exactly as an immediate check would, naming the weights. ``None``
+            (default): 1 for weights on the CPU, where a check costs nothing,
+            and :data:`DEFERRED_CHECK_INTERVAL` on accelerators, where each
+            check stalls the host until the device has caught up.
     """
 
     def __init__(self,
                  weights: Sequence[InvariantWeight] = (),
                  target_norm: Union[float, str] = 1.0,
-                 rescale_running_stats: bool = True):
+                 rescale_running_stats: bool = True,
+                 check_interval: Optional[int] = None):
         self.target_norm = validate_target(target_norm)
         self.rescale_running_stats = bool(rescale_running_stats)
+        if check_interval is not None and (isinstance(check_interval, bool) or not isinstance(
+                check_interval, int) or check_interval < 1):
+            raise ValueError('check_interval must be a positive integer or None, '
+                             f'got {check_interval!r}')
+        self.check_interval = check_interval
+        self._unchecked = 0
+        self._pending: Optional[Dict[str, torch.Tensor]] = None
+        self._stat_owners: List[Tuple[RescaleEntry, nn.Module]] = []
         self.entries: List[RescaleEntry] = []
         self.discovery: Optional[DiscoveryResult] = None
         self._targets_cache: Optional[torch.Tensor] = None
@@ -142,18 +164,20 @@ class WeightRescaler:
                    exclude: Optional[Sequence[str]] = None,
                    target_norm: Union[float, str] = 1.0,
                    rescale_running_stats: bool = True,
-                   extra_norm_types: Sequence[type] = ()) -> 'WeightRescaler':
+                   extra_norm_types: Sequence[type] = (),
+                   check_interval: Optional[int] = None) -> 'WeightRescaler':
         """Discover the scale-invariant weights of ``model`` and control them.
 
         See :func:`~mmwrs.core.discovery.discover_scale_invariant` for
         ``forward_fn``, ``granularity``, ``include``, ``exclude`` and
-        ``extra_norm_types``. The discovery result is kept as ``.discovery``.
+        ``extra_norm_types``, and the class for the other arguments. The
+        discovery result is kept as ``.discovery``.
         """
         validate_target(target_norm)
         result = discover_scale_invariant(
             model, forward_fn, granularity=granularity, include=include,
             exclude=exclude, extra_norm_types=extra_norm_types)
-        rescaler = cls(result.invariant, target_norm, rescale_running_stats)
+        rescaler = cls(result.invariant, target_norm, rescale_running_stats, check_interval)
         rescaler.discovery = result
         return rescaler
 
@@ -169,6 +193,7 @@ class WeightRescaler:
                              f'got {granularity!r}')
         if any(entry.param is param for entry in self.entries):
             raise ValueError(f'{name} is already controlled')
+        self.check_()  # recorded flags follow the unit layout, which changes here
         units = param.shape[out_dim] if granularity == 'filter' else 1
         entry = RescaleEntry(name, param, out_dim, granularity, units,
                              validate_target(target_norm))
@@ -212,8 +237,9 @@ class WeightRescaler:
         """Rescale every controlled unit to its target norm, in place.
 
         Per weight: one norm pass and one in-place multiply; the scales of all
-        weights are computed together, with one check for zero and non-finite
-        norms (the slow path below runs only when there are some).
+        weights are computed together. Zero and non-finite norms are checked
+        once for all weights, right away or (see ``check_interval``) at the
+        next check.
 
         Raises:
             FloatingPointError: If a controlled weight holds inf or NaN.
@@ -226,7 +252,11 @@ class WeightRescaler:
                       for entry, norms in zip(self.entries, channel_norms)]
         flat = torch.cat(unit_norms)
         targets = self._flat_targets(flat)
-        if bool(((flat <= ZERO_NORM) | ~torch.isfinite(flat)).any()):
+        interval = self._check_interval_for(flat.device)
+        deferred = interval > 1
+        if deferred:
+            scales = self._deferred_scales(flat, targets)
+        elif bool(((flat <= ZERO_NORM) | ~torch.isfinite(flat)).any()):
             for entry, norms in zip(self.entries, unit_norms):
                 self._check_finite(entry, norms)
             usable = flat > ZERO_NORM
@@ -238,6 +268,7 @@ class WeightRescaler:
         # One multi-tensor op each for the weights and the running statistics.
         tensors, factors = [], []
         means, variances, stat_scales, eps = [], [], [], []
+        self._stat_owners = []
         for entry, scale in zip(self.entries, scales.split(self._units)):
             per_channel = entry.to_channels(scale)
             view = [1] * entry.param.dim()
@@ -252,9 +283,63 @@ class WeightRescaler:
                 variances.append(norm.running_var)
                 stat_scales.append(per_channel.to(norm.running_var.dtype))
                 eps.append(norm.eps)
+                self._stat_owners.append((entry, norm))
         torch._foreach_mul_(tensors, factors)
         if means:
-            self._compensate(means, variances, stat_scales, eps)
+            self._compensate(means, variances, stat_scales, eps, deferred)
+        if deferred:
+            self._unchecked += 1
+            if self._unchecked >= interval:
+                self.check_()
+
+    def _check_interval_for(self, device: torch.device) -> int:
+        if self.check_interval is not None:
+            return self.check_interval
+        return 1 if device.type == 'cpu' else DEFERRED_CHECK_INTERVAL
+
+    def _deferred_scales(self, flat: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Scales without a host round trip; records what :meth:`check_` reports."""
+        nonfinite = ~torch.isfinite(flat)
+        zero = flat <= ZERO_NORM
+        self._record('nonfinite', nonfinite)
+        self._record('zero', zero)
+        return torch.where(zero | nonfinite, torch.ones_like(flat),
+                           targets / flat.clamp_min(ZERO_NORM))
+
+    def _record(self, key: str, flags: torch.Tensor) -> None:
+        if self._pending is None:
+            self._pending = {}
+        seen = self._pending.get(key)
+        self._pending[key] = flags if seen is None else seen | flags
+
+    @torch.no_grad()
+    def check_(self) -> None:
+        """Report what the deferred rescales met since the last check.
+
+        One host synchronization. Raises and warns as an immediate check in
+        :meth:`rescale_` would have; a no-op when nothing was deferred.
+
+        Raises:
+            FloatingPointError: If a controlled weight held inf or NaN.
+        """
+        pending, self._pending, self._unchecked = self._pending, None, 0
+        if not pending:
+            return
+        keys = list(pending)
+        found = dict(zip(keys, torch.stack([pending[k].any() for k in keys]).tolist()))
+        if found.get('nonfinite'):
+            for entry, bad in zip(self.entries, pending['nonfinite'].split(self._units)):
+                if bool(bad.any()):
+                    raise FloatingPointError(self._nonfinite_message(entry, int(bad.sum())))
+        if found.get('zero'):
+            self._warn_zero(~pending['zero'])
+        if found.get('negative'):
+            sizes = [norm.running_var.numel() for _, norm in self._stat_owners]
+            for (entry, norm), negative in zip(self._stat_owners,
+                                               pending['negative'].split(sizes)):
+                count = int(negative.sum())
+                if count:
+                    self._warn_clamped(entry, norm, count)
 
     def _flat_targets(self, like: torch.Tensor) -> torch.Tensor:
         """All targets in one tensor, cached until a target changes."""
@@ -284,39 +369,48 @@ class WeightRescaler:
                                'call capture_targets_() before rescaling')
         return torch.full_like(like, entry.target)
 
-    @staticmethod
-    def _check_finite(entry: RescaleEntry, norms: torch.Tensor) -> None:
+    @classmethod
+    def _check_finite(cls, entry: RescaleEntry, norms: torch.Tensor) -> None:
         if not bool(torch.isfinite(norms).all()):
-            bad = int((~torch.isfinite(norms)).sum())
             raise FloatingPointError(
-                f'WRS: {entry.name} holds non-finite values ({bad} of '
+                cls._nonfinite_message(entry, int((~torch.isfinite(norms)).sum())))
+
+    @staticmethod
+    def _nonfinite_message(entry: RescaleEntry, bad: int) -> str:
+        return (f'WRS: {entry.name} holds non-finite values ({bad} of '
                 f'{entry.num_units} {entry.granularity} unit(s)); training has '
                 'diverged and the weight cannot be rescaled. Lower the learning '
                 'rate or enable gradient clipping, then resume from the last '
                 'checkpoint.')
 
-    def _compensate(self, means, variances, scales, eps) -> None:
+    def _compensate(self, means, variances, scales, eps, deferred: bool = False) -> None:
         """running_mean *= s; running_var = s**2 * (running_var + eps) - eps."""
         torch._foreach_mul_(means, scales)
         torch._foreach_add_(variances, eps)
         torch._foreach_mul_(variances, torch._foreach_mul(scales, scales))
         torch._foreach_sub_(variances, eps)
+        if deferred:
+            self._record('negative', torch.cat(variances) < 0)
+            for variance in variances:
+                variance.clamp_(min=0)
+            return
         if bool(torch.cat(variances).min() < 0):
             # s**2 * (var + eps) < eps: no variance reproduces the old function.
-            for entry in self.entries:
-                for norm in entry.running_stat_norms:
-                    negative = norm.running_var < 0
-                    if not bool(negative.any()):
-                        continue
+            for entry, norm in self._stat_owners:
+                negative = norm.running_var < 0
+                if bool(negative.any()):
                     norm.running_var.clamp_(min=0)
-                    if entry.name not in self._warned_clamp:
-                        self._warned_clamp.add(entry.name)
-                        warnings.warn(
-                            f'WRS: rescaling {entry.name} would need a negative '
-                            f'running_var in {type(norm).__name__} for '
-                            f'{int(negative.sum())} channel(s); clamped to 0, so the '
-                            'eval-mode output of those channels changes slightly.',
-                            RuntimeWarning, stacklevel=3)
+                    self._warn_clamped(entry, norm, int(negative.sum()))
+
+    def _warn_clamped(self, entry: RescaleEntry, norm: nn.Module, count: int) -> None:
+        if entry.name not in self._warned_clamp:
+            self._warned_clamp.add(entry.name)
+            warnings.warn(
+                f'WRS: rescaling {entry.name} would need a negative '
+                f'running_var in {type(norm).__name__} for '
+                f'{count} channel(s); clamped to 0, so the '
+                'eval-mode output of those channels changes slightly.',
+                RuntimeWarning, stacklevel=4)
 
     def state_dict(self) -> Dict[str, Any]:
         """Targets by parameter name (captured ``'init'`` targets survive resume)."""

@@ -142,3 +142,66 @@ def test_fixed_norm_entry_for_non_invariant_weight():
         rescaler.add('3.weight', model[3].weight, 2.5)
     rescaler.rescale_()
     assert torch.isclose(model[3].weight.norm(), torch.tensor(2.5))
+
+
+def _conv_bn_pair(norm_eval=True, seed=0):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4),
+                          nn.Conv2d(4, 6, 1, bias=False), nn.GroupNorm(2, 6))
+    randomize_norm_stats_(model)
+    model.train()
+    if norm_eval:
+        model[1].eval()
+    return model
+
+
+def test_deferred_checks_rescale_bit_identically():
+    """Between checks the branch-free form gives the same bits as the checked one."""
+    x = torch.randn(2, 3, 6, 6)
+    models = [_conv_bn_pair(), _conv_bn_pair()]
+    rescalers = [_rescaler(models[0], x, check_interval=1),
+                 _rescaler(models[1], x, check_interval=4)]
+    assert rescalers[0].entries[0].running_stat_norms  # eval BN: compensated
+    for step in range(6):
+        for model, rescaler in zip(models, rescalers):
+            with torch.no_grad():
+                torch.manual_seed(step)
+                for p in rescaler.params:
+                    p.add_(0.05 * torch.randn_like(p))
+            rescaler.rescale_()
+    for a, b in zip(models[0].state_dict().values(), models[1].state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_deferred_check_reports_at_the_check_as_an_immediate_one_would():
+    x = torch.randn(2, 3, 6, 6)
+    model = _conv_bn_pair()
+    rescaler = _rescaler(model, x, check_interval=3)
+    with torch.no_grad():
+        model[0].weight[1].zero_()
+        model[2].weight.mul_(10.0)
+        model[1].running_var.fill_(1e-7)  # s**2 * (var + eps) - eps < 0 below
+        model[0].weight.mul_(1e3)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # nothing is reported before the check
+        rescaler.rescale_()
+        rescaler.rescale_()
+    assert torch.isfinite(model[1].running_var).all() and (model[1].running_var >= 0).all()
+    with pytest.warns(RuntimeWarning) as caught:
+        rescaler.rescale_()  # the third: the check
+    messages = ' '.join(str(w.message) for w in caught)
+    assert '1 of 4 filter unit(s) of 0.weight have zero norm' in messages
+    assert 'rescaling 0.weight would need a negative running_var in BatchNorm2d' in messages
+    with torch.no_grad():
+        model[2].weight[0, 0] = math.nan
+    rescaler.rescale_()  # deferred: weights already hold NaN, nothing new is lost
+    with pytest.raises(FloatingPointError, match=r'2\.weight holds non-finite values \(1 of 2'):
+        rescaler.check_()
+    rescaler.check_()  # reported once; nothing pending
+
+
+@pytest.mark.parametrize('value', [0, -2, 1.5, True, 'auto'])
+def test_bad_check_interval_is_named(value):
+    with pytest.raises(ValueError, match=r'check_interval must be a positive integer or None'):
+        WeightRescaler([], check_interval=value)
