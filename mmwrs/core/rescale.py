@@ -136,7 +136,11 @@ class WeightRescaler:
                              f'got {check_interval!r}')
         self.check_interval = check_interval
         self._unchecked = 0
-        self._pending: Optional[Dict[str, torch.Tensor]] = None
+        self._dirty = False
+        self._pending: Dict[str, torch.Tensor] = {}
+        self.use_cuda_graph = True
+        self._graph: Optional[Any] = None
+        self._graph_key: Optional[Tuple[int, ...]] = None
         self._stat_owners: List[Tuple[RescaleEntry, nn.Module]] = []
         self.entries: List[RescaleEntry] = []
         self.discovery: Optional[DiscoveryResult] = None
@@ -194,6 +198,7 @@ class WeightRescaler:
         if any(entry.param is param for entry in self.entries):
             raise ValueError(f'{name} is already controlled')
         self.check_()  # recorded flags follow the unit layout, which changes here
+        self._pending = {}
         units = param.shape[out_dim] if granularity == 'filter' else 1
         entry = RescaleEntry(name, param, out_dim, granularity, units,
                              validate_target(target_norm))
@@ -239,7 +244,10 @@ class WeightRescaler:
         Per weight: one norm pass and one in-place multiply; the scales of all
         weights are computed together. Zero and non-finite norms are checked
         once for all weights, right away or (see ``check_interval``) at the
-        next check.
+        next check. Deferred-check rescales of CUDA weights replay a CUDA graph
+        of themselves (captured on the second call, recaptured when a weight,
+        statistic or target is reallocated): one launch instead of a few
+        hundred, which is what the rescale's time on a GPU is made of.
 
         Raises:
             FloatingPointError: If a controlled weight holds inf or NaN.
@@ -247,13 +255,25 @@ class WeightRescaler:
         """
         if not self.entries:
             return
+        device = self.entries[0].param.device
+        interval = self._check_interval_for(device)
+        if interval == 1:
+            self._rescale_body(deferred=False)
+            return
+        if device.type == 'cuda' and self.use_cuda_graph:
+            self._rescale_with_graph()
+        else:
+            self._rescale_body(deferred=True)
+        self._unchecked += 1
+        if self._unchecked >= interval:
+            self.check_()
+
+    def _rescale_body(self, deferred: bool) -> None:
         channel_norms = [entry.channel_norms() for entry in self.entries]
         unit_norms = [entry.unit_norms(norms)
                       for entry, norms in zip(self.entries, channel_norms)]
         flat = torch.cat(unit_norms)
         targets = self._flat_targets(flat)
-        interval = self._check_interval_for(flat.device)
-        deferred = interval > 1
         if deferred:
             scales = self._deferred_scales(flat, targets)
         elif bool(((flat <= ZERO_NORM) | ~torch.isfinite(flat)).any()):
@@ -287,10 +307,6 @@ class WeightRescaler:
         torch._foreach_mul_(tensors, factors)
         if means:
             self._compensate(means, variances, stat_scales, eps, deferred)
-        if deferred:
-            self._unchecked += 1
-            if self._unchecked >= interval:
-                self.check_()
 
     def _check_interval_for(self, device: torch.device) -> int:
         if self.check_interval is not None:
@@ -307,10 +323,41 @@ class WeightRescaler:
                            targets / flat.clamp_min(ZERO_NORM))
 
     def _record(self, key: str, flags: torch.Tensor) -> None:
-        if self._pending is None:
-            self._pending = {}
+        """OR ``flags`` into a persistent buffer (in place: a CUDA graph replays it)."""
         seen = self._pending.get(key)
-        self._pending[key] = flags if seen is None else seen | flags
+        if seen is None or seen.shape != flags.shape or seen.device != flags.device:
+            seen = self._pending[key] = torch.zeros_like(flags)
+        seen.logical_or_(flags)
+        self._dirty = True
+
+    def _graph_inputs(self) -> Tuple[int, ...]:
+        """Addresses of every tensor a captured rescale reads or writes."""
+        tensors = [self._targets_cache, *self._pending.values()]
+        for entry in self.entries:
+            tensors += [entry.param, entry.bias]
+            for norm in entry.running_stat_norms:
+                tensors += [norm.running_mean, norm.running_var]
+        return tuple(0 if t is None else t.data_ptr() for t in tensors)
+
+    def _rescale_with_graph(self) -> None:
+        if self._graph is not None and self._graph_inputs() == self._graph_key:
+            self._graph.replay()
+            self._dirty = True
+            return
+        # This call rescales eagerly (creating the targets and flag buffers the
+        # graph will read), then records the same work for the next calls.
+        self._rescale_body(deferred=True)
+        self._graph, self._graph_key = None, None
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                self._rescale_body(deferred=True)
+        except Exception as exc:  # noqa: BLE001 (an uncapturable op: stay eager)
+            self.use_cuda_graph = False
+            warnings.warn(f'WRS: capturing the rescale in a CUDA graph failed ({exc}); '
+                          'rescaling without one from now on.', RuntimeWarning, stacklevel=3)
+            return
+        self._graph, self._graph_key = graph, self._graph_inputs()
 
     @torch.no_grad()
     def check_(self) -> None:
@@ -322,21 +369,24 @@ class WeightRescaler:
         Raises:
             FloatingPointError: If a controlled weight held inf or NaN.
         """
-        pending, self._pending, self._unchecked = self._pending, None, 0
-        if not pending:
+        self._unchecked = 0
+        if not self._dirty:
             return
-        keys = list(pending)
-        found = dict(zip(keys, torch.stack([pending[k].any() for k in keys]).tolist()))
-        if found.get('nonfinite'):
-            for entry, bad in zip(self.entries, pending['nonfinite'].split(self._units)):
+        self._dirty = False
+        keys = list(self._pending)
+        found = dict(zip(keys, torch.stack([self._pending[k].any() for k in keys]).tolist()))
+        flags = {k: self._pending[k].to('cpu', copy=True) for k in keys if found[k]}
+        for buffer in self._pending.values():
+            buffer.zero_()  # in place: a captured graph keeps writing to these
+        if 'nonfinite' in flags:
+            for entry, bad in zip(self.entries, flags['nonfinite'].split(self._units)):
                 if bool(bad.any()):
                     raise FloatingPointError(self._nonfinite_message(entry, int(bad.sum())))
-        if found.get('zero'):
-            self._warn_zero(~pending['zero'])
-        if found.get('negative'):
+        if 'zero' in flags:
+            self._warn_zero(~flags['zero'])
+        if 'negative' in flags:
             sizes = [norm.running_var.numel() for _, norm in self._stat_owners]
-            for (entry, norm), negative in zip(self._stat_owners,
-                                               pending['negative'].split(sizes)):
+            for (entry, norm), negative in zip(self._stat_owners, flags['negative'].split(sizes)):
                 count = int(negative.sum())
                 if count:
                     self._warn_clamped(entry, norm, count)

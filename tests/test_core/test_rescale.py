@@ -205,3 +205,23 @@ def test_deferred_check_reports_at_the_check_as_an_immediate_one_would():
 def test_bad_check_interval_is_named(value):
     with pytest.raises(ValueError, match=r'check_interval must be a positive integer or None'):
         WeightRescaler([], check_interval=value)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_cuda_graph_rescale_follows_in_place_updates():
+    """The replayed graph reads the weights' current values, and a reallocated
+    weight is recaptured instead of written through a stale address."""
+    x = torch.randn(2, 3, 6, 6, device='cuda')
+    model = _conv_bn_pair().cuda()
+    rescaler = _rescaler(model, x, check_interval=10)
+    for _ in range(3):
+        with torch.no_grad():
+            for p in rescaler.params:
+                p.mul_(2.0).add_(0.01)
+        rescaler.rescale_()
+        for norms in rescaler.unit_norms().values():
+            assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5)
+    assert rescaler._graph is not None
+    model[0].weight.data = model[0].weight.data * 3.0  # a new tensor
+    rescaler.rescale_()
+    assert torch.allclose(rescaler.unit_norms()['0.weight'], torch.ones(4, device='cuda'))

@@ -273,7 +273,15 @@ def section_rescale_vs_step(device, size, ctx):
                           device, size['repeats'] * 2, size['warmup'])
     trainable = [p for p in model.parameters() if p.requires_grad]
     compensated = {id(n) for e in immediate.entries for n in e.running_stat_norms}
+    counts = {}
+    for name, fn in (('sgd_step', sgd.step), ('rescale', immediate.rescale_),
+                     ('rescale_deferred_check', deferred.rescale_)):
+        counted = launches(fn, device)
+        if counted:
+            counts[f'{name}_kernels'] = counted['kernels']
     return {
+        **counts,
+        **deferred_agreement(device, size),
         'model': model.source,
         'trainable_params': sum(p.numel() for p in trainable),
         'rescaled_weights': len(immediate), 'rescaled_params': immediate.num_params,
@@ -285,6 +293,30 @@ def section_rescale_vs_step(device, size, ctx):
         'ratio_deferred_check': medians['rescale_deferred'] / medians['sgd_step'],
         'target': TARGETS['rescale_vs_step'],
     }
+
+
+def deferred_agreement(device, size) -> Dict[str, Any]:
+    """The deferred-check rescale (a CUDA graph replay on CUDA) against the
+    immediate one, on two identical models driven by the same updates."""
+    pairs = []
+    for interval in (1, DEFERRED_CHECK_INTERVAL):
+        model, _, result = traced(device, size)
+        pairs.append((model, WeightRescaler(result.invariant, check_interval=interval)))
+    for step in range(5):
+        for model, rescaler in pairs:
+            generator = torch.Generator(device).manual_seed(step)
+            with torch.no_grad():
+                for param in rescaler.params:  # an update that moves the norms
+                    param.mul_(1.3).add_(torch.randn(param.shape, generator=generator,
+                                                     device=device), alpha=1e-3)
+            rescaler.rescale_()
+    pairs[1][1].check_()
+    worst = 0.0
+    for (name, a), b in zip(pairs[0][0].state_dict().items(), pairs[1][0].state_dict().values()):
+        if a.is_floating_point():
+            worst = max(worst, float((a - b).abs().max() / a.abs().max().clamp_min(1e-30)))
+    graphed = pairs[1][1]._graph is not None
+    return {'deferred_uses_cuda_graph': graphed, 'deferred_vs_immediate_max_rel_diff': worst}
 
 
 def section_iteration(device, size, ctx):
@@ -334,6 +366,20 @@ def make_iteration(model, batch, optimizer, rescaler, device, dtype):
     return iteration
 
 
+def launches(fn: Callable[[], Any], device: torch.device) -> Optional[Dict[str, int]]:
+    """Kernels and host synchronisations of one call of ``fn`` (CUDA only)."""
+    if device.type != 'cuda':
+        return None
+    from torch.profiler import ProfilerActivity, profile
+    synchronize(device)
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fn()
+        synchronize(device)
+    kernels = sum(1 for e in prof.events()
+                  if e.device_type == torch.autograd.DeviceType.CUDA)
+    return {'kernels': kernels, 'syncs': count_syncs(fn, 1)[0]}
+
+
 def count_syncs(fn: Callable[[], Any], calls: int) -> List[int]:
     """Host synchronisations of each of ``calls`` calls of ``fn``."""
     counts = []
@@ -359,6 +405,8 @@ def section_host_syncs(device, size, ctx):
     immediate = WeightRescaler(result.invariant, check_interval=1)
     deferred = WeightRescaler(result.invariant, check_interval=DEFERRED_CHECK_INTERVAL)
     immediate.rescale_()
+    deferred.rescale_()
+    deferred.rescale_()  # captured from here on (CUDA graph)
     deferred.check_()
     immediate_counts = count_syncs(immediate.rescale_, 5)
     deferred_counts = count_syncs(deferred.rescale_, DEFERRED_CHECK_INTERVAL)
@@ -421,6 +469,10 @@ def section_projection(device, size, ctx):
                     candidates[name], candidates['reference'])
         medians = interleaved({name: opt.step for name, opt in candidates.items()},
                               device, size['repeats'] * 2, size['warmup'])
+        for name, optimizer in candidates.items():
+            counted = launches(optimizer.step, device)
+            if counted:
+                row[f'{name}_kernels'], row[f'{name}_syncs'] = counted['kernels'], counted['syncs']
         row.update({f'{name}_ms': 1e3 * value for name, value in medians.items()})
         base = medians.get('reference', medians['per_param'])
         row['speedup_multi_tensor'] = base / medians['multi_tensor']
