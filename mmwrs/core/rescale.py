@@ -441,8 +441,12 @@ class WeightRescaler:
         torch._foreach_sub_(variances, eps)
         if deferred:
             self._record('negative', torch.cat(variances) < 0)
-            for variance in variances:
-                variance.clamp_(min=0)
+            clamp_min_ = getattr(torch, '_foreach_clamp_min_', None)  # torch >= 2.0
+            if clamp_min_ is not None:
+                clamp_min_(variances, 0.0)
+            else:
+                for variance in variances:
+                    variance.clamp_(min=0)
             return
         if bool(torch.cat(variances).min() < 0):
             # s**2 * (var + eps) < eps: no variance reproduces the old function.
