@@ -30,6 +30,8 @@ HOOK_CASES = [
      r'interval must be a positive integer .*got 0'),
     (dict(type='WRSHook', interval=1.5), ValueError,
      r'interval must be a positive integer .*got 1.5'),
+    (dict(type='WRSHook', check_interval=0), ValueError,
+     r'WRSHook: check_interval must be a positive integer or None .*got 0'),
     (dict(type='WRSHook', on_empty='ignore'), ValueError,
      r"on_empty must be one of \('error', 'warn'\), got 'ignore'"),
     (dict(type='WRSHook', include=['conv[']), ValueError,

@@ -47,6 +47,11 @@ class WRSController:
             anyway (FixNorm's classifier), e.g. ``{r'fc_cls\\.weight$': 2.0}``.
         on_empty (str): ``'error'`` (default) or ``'warn'`` when the model has no
             scale-invariant weight.
+        check_interval (int | None): Rescales between two host-synchronizing
+            checks for zero / non-finite weights (see
+            :class:`~mmwrs.core.WeightRescaler`); ``None``: every rescale on
+            the CPU, every 50th on GPUs, where the rescale between checks is a
+            CUDA-graph replay.
         owner (str): Name used in messages (the config type the user wrote).
     """
 
@@ -60,6 +65,7 @@ class WRSController:
                  rescale_running_stats: bool = True,
                  fixed_norm_layers: Optional[Dict[str, Union[float, str]]] = None,
                  on_empty: str = 'error',
+                 check_interval: Optional[int] = None,
                  owner: str = 'WRS'):
         self.owner = owner
         if granularity not in GRANULARITIES:
@@ -85,6 +91,12 @@ class WRSController:
         self.decay_rescaled = decay_rescaled
         self.rescale_running_stats = rescale_running_stats
         self.on_empty = on_empty
+        self.check_interval = check_interval
+        if check_interval is not None and (isinstance(check_interval, bool) or not isinstance(
+                check_interval, int) or check_interval < 1):
+            raise ValueError(f'{owner}: check_interval must be a positive integer or None '
+                             '(None: every rescale on the CPU, every 50th on GPUs), '
+                             f'got {check_interval!r}')
         self.rescaler: Optional[WeightRescaler] = None
         self.num_updates = 0
         self._resumed_state: Optional[Dict[str, Any]] = None
@@ -123,7 +135,8 @@ class WRSController:
         self.rescaler = WeightRescaler.from_model(
             model, forward_fn, granularity=self.granularity, include=self.include,
             exclude=self.exclude, target_norm=self.target_norm,
-            rescale_running_stats=self.rescale_running_stats)
+            rescale_running_stats=self.rescale_running_stats,
+            check_interval=self.check_interval)
         self._add_fixed_norm_layers(model)
         self._check_patterns(model, warn)
         if len(self.rescaler):
