@@ -553,10 +553,11 @@ def environment(device: torch.device, tiny: bool) -> Dict[str, Any]:
            'device_name': (torch.cuda.get_device_name(device) if device.type == 'cuda'
                            else platform.processor() or platform.machine()),
            'threads': torch.get_num_threads()}
+    from importlib import metadata
     for name in ('torchvision', 'mmengine', 'adamp'):
         try:
-            module = __import__(name)
-            env[name] = getattr(module, '__version__', 'unknown')
+            __import__(name)
+            env[name] = metadata.version(name)
         except Exception as exc:  # noqa: BLE001
             env[name] = f'not importable ({type(exc).__name__})'
     return env
