@@ -1,95 +1,14 @@
 """AdamP against the reference implementation (``adamp`` 0.3.0)."""
 import copy
-import math
 
 import adamp
 import pytest
 import torch
-from torch import nn
-from torch.nn import functional as F
 
 from mmwrs.optim import AdamP, project_radial
 
-STEPS = 25
-RTOL = 1e-6
-
-
-# ---------------------------------------------------------------------------
-# Helpers (kept local so the test files stay independent)
-# ---------------------------------------------------------------------------
-def rel_dev(ours, ref):
-    """max |ours - ref| / max |ref| (per tensor)."""
-    scale = ref.abs().max().clamp_min(1e-30)
-    return ((ours - ref).abs().max() / scale).item()
-
-
-def make_model(seed=0):
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8),
-        nn.ReLU(), nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16),
-        nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 5))
-
-
-def model_step(model, opt, x, y):
-    opt.zero_grad()
-    F.cross_entropy(model(x), y).backward()
-    opt.step()
-
-
-def branch_of(w, g, delta=0.1):
-    """Independent classification of the reference's projection branch."""
-    wc, gc = w.reshape(w.shape[0], -1), g.reshape(w.shape[0], -1)
-    cos_c = ((wc * gc).sum(1) / (wc.norm(dim=1) * gc.norm(dim=1))).abs()
-    if cos_c.max() < delta / math.sqrt(wc.shape[1]):
-        return 'channel'
-    cos_l = (w * g).sum().abs() / (w.norm() * g.norm())
-    if cos_l < delta / math.sqrt(w.numel()):
-        return 'layer'
-    return 'none'
-
-
-def synthetic_grad(w, noise, mode):
-    """A gradient for ``w`` that hits a given projection branch."""
-    if mode == 'channel':
-        wc, nc = w.reshape(w.shape[0], -1), noise.reshape(w.shape[0], -1)
-        coef = (wc * nc).sum(1, keepdim=True) / (wc * wc).sum(1, keepdim=True)
-        return (nc - coef * wc).reshape(w.shape)
-    if mode == 'layer':
-        return noise - (w * noise).sum() / (w * w).sum() * w
-    if mode == 'none':
-        return noise + w * (noise.norm() / w.norm())
-    return noise
-
-
-RAW_CASES = [
-    ('chan2d', (6, 20), 'channel', 'channel'),
-    ('chan4d', (8, 4, 3, 3), 'channel', 'channel'),
-    ('layer2d', (6, 20), 'layer', 'layer'),
-    ('layer4d', (8, 4, 3, 3), 'layer', 'layer'),
-    ('none2d', (6, 20), 'none', 'none'),
-    ('none4d', (8, 4, 3, 3), 'none', 'none'),
-    ('bias', (8, ), 'any', None),
-]
-
-
-def raw_run(opt_cls, kwargs, dtype, steps=STEPS, check_branches=False):
-    gen = torch.Generator().manual_seed(1)
-    params = [
-        torch.randn(shape, generator=gen, dtype=dtype).requires_grad_()
-        for _, shape, _, _ in RAW_CASES
-    ]
-    opt = opt_cls(params, **kwargs)
-    gen = torch.Generator().manual_seed(2)
-    for _ in range(steps):
-        for p, (_, shape, mode, expected) in zip(params, RAW_CASES):
-            noise = torch.randn(shape, generator=gen, dtype=dtype)
-            p.grad = synthetic_grad(p.detach(), noise, mode)
-            if check_branches and expected is not None:
-                assert branch_of(p.detach(), p.grad) == expected
-        opt.step()
-    return params, opt
-
+from optim_testing import (RAW_CASES, RTOL, STEPS, cfg_id, make_model, model_step, raw_run,
+                           rel_dev, synthetic_grad)
 
 ADAMP_CONFIGS = [
     dict(lr=1e-2, nesterov=False, weight_decay=0),
@@ -99,10 +18,6 @@ ADAMP_CONFIGS = [
     dict(lr=3e-3, betas=(0.8, 0.99), eps=1e-6, weight_decay=5e-2,
          delta=0.2, wd_ratio=0.5),
 ]
-
-
-def cfg_id(cfg):
-    return ','.join(f'{k}={v}' for k, v in cfg.items())
 
 
 # ---------------------------------------------------------------------------
@@ -138,9 +53,9 @@ def test_matches_reference_on_raw_tensors(cfg, dtype, foreach):
     # foreach=True stacks the three (6, 20) and the three (8, 4, 3, 3)
     # weights, each trio with a channel-wise, a layer-wise and a
     # non-projected member, so one batch takes all three branches.
-    ours, _ = raw_run(AdamP, dict(cfg, foreach=foreach), dtype,
+    ours, _, _ = raw_run(AdamP, dict(cfg, foreach=foreach), dtype,
                       check_branches=True)
-    ref, _ = raw_run(adamp.AdamP, cfg, dtype)
+    ref, _, _ = raw_run(adamp.AdamP, cfg, dtype)
     for p_o, p_r, (name, *_) in zip(ours, ref, RAW_CASES):
         assert rel_dev(p_o.detach(), p_r.detach()) <= RTOL, name
 
@@ -300,8 +215,8 @@ def test_half_precision_params_match_reference(dtype, foreach):
     per-parameter path is bit-identical; the multi-tensor path's stacked
     half-precision reductions round differently, within a few ulps."""
     cfg = dict(lr=1e-2, weight_decay=0.5, eps=1e-3)  # 1e-8 underflows fp16
-    ours, _ = raw_run(AdamP, dict(cfg, foreach=foreach), dtype, steps=10)
-    ref, _ = raw_run(adamp.AdamP, cfg, dtype, steps=10)
+    ours, _, _ = raw_run(AdamP, dict(cfg, foreach=foreach), dtype, steps=10)
+    ref, _, _ = raw_run(adamp.AdamP, cfg, dtype, steps=10)
     for p_o, p_r, (name, *_) in zip(ours, ref, RAW_CASES):
         assert p_o.dtype == dtype
         if foreach:
@@ -314,11 +229,11 @@ def test_half_precision_params_match_reference(dtype, foreach):
 def test_foreach_batches_large_buckets(monkeypatch):
     """Same results when same-shaped weights are split into several
     stacked batches."""
-    from mmwrs.optim import adamp as adamp_module
-    monkeypatch.setattr(adamp_module, '_MAX_STACK_NUMEL', 150)
+    from mmwrs.optim import projection
+    monkeypatch.setattr(projection, 'MAX_STACK_NUMEL', 150)
     cfg = dict(lr=1e-2, weight_decay=0.5)
-    ours, _ = raw_run(AdamP, dict(cfg, foreach=True), torch.float64)
-    ref, _ = raw_run(adamp.AdamP, cfg, torch.float64)
+    ours, _, _ = raw_run(AdamP, dict(cfg, foreach=True), torch.float64)
+    ref, _, _ = raw_run(adamp.AdamP, cfg, torch.float64)
     for p_o, p_r, (name, *_) in zip(ours, ref, RAW_CASES):
         assert rel_dev(p_o.detach(), p_r.detach()) <= RTOL, name
 

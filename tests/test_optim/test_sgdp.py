@@ -1,107 +1,14 @@
 """SGDP against the reference implementation (``adamp`` 0.3.0)."""
 import copy
-import math
 
 import adamp
 import pytest
 import torch
-from torch import nn
-from torch.nn import functional as F
 
 from mmwrs.optim import SGDP
 
-STEPS = 25
-RTOL = 1e-6
-
-
-# ---------------------------------------------------------------------------
-# Helpers (kept local so the test files stay independent)
-# ---------------------------------------------------------------------------
-def rel_dev(ours, ref):
-    """max |ours - ref| / max |ref| (per tensor)."""
-    scale = ref.abs().max().clamp_min(1e-30)
-    return ((ours - ref).abs().max() / scale).item()
-
-
-def make_model(seed=0):
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8),
-        nn.ReLU(), nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16),
-        nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 5))
-
-
-def model_step(model, opt, x, y):
-    opt.zero_grad()
-    F.cross_entropy(model(x), y).backward()
-    opt.step()
-
-
-def branch_of(w, g, delta=0.1, eps=1e-8):
-    """Independent classification of the reference's projection branch."""
-    wc, gc = w.reshape(w.shape[0], -1), g.reshape(w.shape[0], -1)
-    cos_c = ((wc * gc).sum(1) / (wc.norm(dim=1) * gc.norm(dim=1))).abs()
-    if cos_c.max() < delta / math.sqrt(wc.shape[1]):
-        return 'channel'
-    cos_l = (w * g).sum().abs() / (w.norm() * g.norm())
-    if cos_l < delta / math.sqrt(w.numel()):
-        return 'layer'
-    return 'none'
-
-
-def synthetic_grad(w, noise, mode):
-    """A gradient for ``w`` that hits a given projection branch.
-
-    ``channel``: each row orthogonal to w's row; ``layer``: orthogonal to w
-    as a whole only; ``none``: with a large radial part; ``any``: noise.
-    """
-    if mode == 'channel':
-        wc, nc = w.reshape(w.shape[0], -1), noise.reshape(w.shape[0], -1)
-        coef = (wc * nc).sum(1, keepdim=True) / (wc * wc).sum(1, keepdim=True)
-        return (nc - coef * wc).reshape(w.shape)
-    if mode == 'layer':
-        return noise - (w * noise).sum() / (w * w).sum() * w
-    if mode == 'none':
-        return noise + w * (noise.norm() / w.norm())
-    return noise
-
-
-# (name, shape, gradient mode, expected branch or None for 1-D)
-RAW_CASES = [
-    ('chan2d', (6, 20), 'channel', 'channel'),
-    ('chan4d', (8, 4, 3, 3), 'channel', 'channel'),
-    ('layer2d', (6, 20), 'layer', 'layer'),
-    ('layer4d', (8, 4, 3, 3), 'layer', 'layer'),
-    ('none2d', (6, 20), 'none', 'none'),
-    ('none4d', (8, 4, 3, 3), 'none', 'none'),
-    ('bias', (8, ), 'any', None),
-]
-
-
-def make_raw_params(dtype):
-    gen = torch.Generator().manual_seed(1)
-    return [
-        torch.randn(shape, generator=gen, dtype=dtype).requires_grad_()
-        for _, shape, _, _ in RAW_CASES
-    ]
-
-
-def raw_run(opt_cls, kwargs, dtype, steps=STEPS, check_branches=False):
-    """Steps ``opt_cls`` on RAW_CASES; returns params, optimizer, grads."""
-    params = make_raw_params(dtype)
-    opt = opt_cls(params, **kwargs)
-    gen = torch.Generator().manual_seed(2)
-    history = []
-    for _ in range(steps):
-        for p, (_, shape, mode, expected) in zip(params, RAW_CASES):
-            noise = torch.randn(shape, generator=gen, dtype=dtype)
-            p.grad = synthetic_grad(p.detach(), noise, mode)
-            if check_branches and expected is not None:
-                assert branch_of(p.detach(), p.grad) == expected
-        history.append([p.grad.clone() for p in params])
-        opt.step()
-    return params, opt, history
-
+from optim_testing import (RAW_CASES, RTOL, STEPS, cfg_id, make_model, model_step, raw_run,
+                           rel_dev, synthetic_grad)
 
 SGDP_CONFIGS = [
     dict(lr=0.1, momentum=0.9, nesterov=False, weight_decay=0),
@@ -114,10 +21,6 @@ SGDP_CONFIGS = [
     dict(lr=0.05, momentum=0.8, dampening=0.2, weight_decay=5e-2,
          wd_ratio=0.3, delta=0.2),
 ]
-
-
-def cfg_id(cfg):
-    return ','.join(f'{k}={v}' for k, v in cfg.items())
 
 
 # ---------------------------------------------------------------------------
@@ -329,8 +232,8 @@ def test_half_precision_params_match_reference(dtype, foreach):
 def test_foreach_batches_large_buckets(monkeypatch):
     """Same results when same-shaped weights are split into several
     stacked batches."""
-    from mmwrs.optim import adamp as adamp_module
-    monkeypatch.setattr(adamp_module, '_MAX_STACK_NUMEL', 150)
+    from mmwrs.optim import projection
+    monkeypatch.setattr(projection, 'MAX_STACK_NUMEL', 150)
     cfg = dict(lr=0.1, momentum=0.9, weight_decay=5e-2)
     ours, _, _ = raw_run(SGDP, dict(cfg, foreach=True), torch.float64)
     ref, _, _ = raw_run(adamp.SGDP, cfg, torch.float64)
