@@ -235,7 +235,6 @@ def _consumers(roots: Iterable[torch.Tensor]) -> Dict[Any, List[Any]]:
     return consumers
 
 
-
 class _NormCall(NamedTuple):
     """One call of a norm: its input, and the autograd nodes around it."""
 
@@ -342,8 +341,8 @@ def _norm_use(trace: _Trace, out: Optional[torch.Tensor], out_fn: Any, channel_a
         return note
     # Per-channel mean subtraction removes a bias; group/layer statistics do
     # not, and eval-mode BN is handled by scaling the bias too.
-    if bias is not None and not call.running and isinstance(call.norm,
-                                                             (nn.GroupNorm, nn.LayerNorm)):
+    group_or_layer = isinstance(call.norm, (nn.GroupNorm, nn.LayerNorm))
+    if bias is not None and not call.running and group_or_layer:
         return (f'has a bias that {type(call.norm).__name__} does not cancel, '
                 'so the weight alone is not scale-invariant')
     return NormUse(call.norm, trace.norm_names[call.norm], unit, num_units, call.running, note)

@@ -1,10 +1,7 @@
 """AdamP: Adam with projection of the radial update component.
 
-Heo et al., "AdamP: Slowing Down the Slowdown for Momentum Optimizers on
-Scale-invariant Weights", ICLR 2021. The numerics follow the authors'
-reference implementation, the ``adamp`` package 0.3.0 on PyPI, exactly; this
-is a clean rewrite whose projection test runs without host-device
-synchronisation, with an optional multi-tensor path. Needs only PyTorch.
+Heo et al., ICLR 2021 (see :mod:`mmwrs.optim.projection`). Reproduces
+``adamp.AdamP`` of the authors' ``adamp`` 0.3.0 package; pure PyTorch.
 """
 import math
 from typing import Any, Dict, List, Optional, Tuple
@@ -51,18 +48,12 @@ class AdamP(ProjectionOptimizer):
         wd_ratio (float): Multiplier of the weight decay of projected
             parameters, >= 0. Default: 0.1.
         nesterov (bool): Use the Nesterov-style update. Default: False.
-        foreach (bool | None): Keyword-only. True: the multi-tensor step
-            (``torch._foreach_*`` ops; weights of the same shape, dtype and
-            device are tested and projected together), far fewer kernel
-            launches; it agrees with the reference up to rounding, not bit
-            for bit (batched reductions may sum in another order). False: the
-            reference's per-parameter operations, bit-identical to it.
-            None (default): True when all of a group's parameters are on
-            CUDA, else False.
+        foreach (bool | None): Keyword-only. The multi-tensor step, see
+            :class:`~mmwrs.optim.base.ProjectionOptimizer`. Default: None
+            (on when all of a group's parameters are on CUDA).
 
     Raises:
-        ValueError: If an argument (in the defaults or in a parameter group)
-            is out of range; the message names the argument and the value.
+        ValueError: An argument is out of range (see the base class).
     """
 
     def __init__(self,
@@ -76,10 +67,8 @@ class AdamP(ProjectionOptimizer):
                  nesterov: bool = False,
                  *,
                  foreach: Optional[bool] = None):
-        defaults = dict(lr=lr, betas=betas, eps=eps,
-                        weight_decay=weight_decay, delta=delta,
-                        wd_ratio=wd_ratio, nesterov=nesterov,
-                        foreach=foreach)
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, delta=delta,
+                        wd_ratio=wd_ratio, nesterov=nesterov, foreach=foreach)
         super().__init__(params, defaults)
 
     @staticmethod

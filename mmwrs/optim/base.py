@@ -24,6 +24,14 @@ class ProjectionOptimizer(torch.optim.Optimizer):
     checked when the optimizer is built and when a group is added, so an
     out-of-range value is named before the first step.
 
+    ``foreach`` (an option of every group): True: the multi-tensor step
+    (``torch._foreach_*`` ops; weights of the same shape, dtype and device are
+    tested and projected together), far fewer kernel launches; it agrees with
+    the reference up to rounding, not bit for bit (batched reductions may sum
+    in another order). False: the reference's per-parameter operations,
+    bit-identical to it. None (default): True when all of a group's
+    parameters are on CUDA, else False.
+
     Subclasses define :meth:`check_group` (calling this one),
     :meth:`init_state`, ``_step_one`` (one parameter, the reference's
     operations) and ``_step_foreach`` (a list at once), and list in

@@ -6,7 +6,8 @@ component of an update when the weight looks scale-invariant, with the test and
 the numerics of the authors' reference (the ``adamp`` 0.3.0 package), and
 without host-device synchronisation; :func:`foreach_project_and_step` does the
 projection, the decoupled decay and the step of many parameters at once.
-Pure PyTorch.
+The numerics follow the reference exactly; this is a clean rewrite whose
+projection test runs without host-device synchronisation. Pure PyTorch.
 """
 import math
 from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
@@ -31,8 +32,8 @@ def _max_abs_cos(x: torch.Tensor, w: torch.Tensor, w_norm: torch.Tensor,
 
 
 def project_stacked(params: torch.Tensor, grads: torch.Tensor,
-                     updates: torch.Tensor, delta: float,
-                     eps: float) -> Tuple[torch.Tensor, torch.Tensor]:
+                    updates: torch.Tensor, delta: float,
+                    eps: float) -> Tuple[torch.Tensor, torch.Tensor]:
     """:func:`project_radial` for ``B`` same-shaped weights stacked on a
     new leading dim; returns the ``(B, ...)`` updates and ``(B,)`` flags."""
     batch, rows = params.shape[0], params.shape[1]
@@ -121,8 +122,8 @@ def project_radial(param: torch.Tensor, grad: torch.Tensor,
 
 
 def project_branching(param: torch.Tensor, grad: torch.Tensor,
-                       update: torch.Tensor, delta: float, eps: float,
-                       inplace: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+                      update: torch.Tensor, delta: float, eps: float,
+                      inplace: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
     """:func:`project_radial` with the reference's Python branches (CPU)."""
     rows = param.shape[0]
     expand = (-1, ) + (1, ) * (param.dim() - 1)
@@ -139,7 +140,7 @@ def project_branching(param: torch.Tensor, grad: torch.Tensor,
 
 
 def decay_factor(projected: Optional[torch.Tensor], like: torch.Tensor,
-                  plain: float, reduced: float) -> Union[float, torch.Tensor]:
+                 plain: float, reduced: float) -> Union[float, torch.Tensor]:
     """``reduced`` where a projection happened, else ``plain`` (no sync).
 
     ``projected`` is None (not projectable: ``plain``) or a bool tensor; the
@@ -156,7 +157,7 @@ def decay_factor(projected: Optional[torch.Tensor], like: torch.Tensor,
 
 
 def scale_(tensor: torch.Tensor, factor: Union[float,
-                                                torch.Tensor]) -> None:
+                                               torch.Tensor]) -> None:
     """``tensor.mul_(factor)``, computed as for a Python-float factor."""
     if isinstance(factor, torch.Tensor) and factor.dtype != tensor.dtype:
         tensor.copy_(tensor.to(factor.dtype) * factor)
@@ -182,7 +183,7 @@ def is_projectable(p: torch.Tensor) -> bool:
 
 
 def use_foreach(foreach: Optional[bool],
-                 params: List[torch.Tensor]) -> bool:
+                params: List[torch.Tensor]) -> bool:
     if foreach is not None:
         return foreach
     return all(p.is_cuda for p in params)
@@ -203,12 +204,12 @@ def _chunks(buckets: Iterable[List[int]],
 
 
 def foreach_project_and_step(params: List[torch.Tensor],
-                              grads: List[torch.Tensor],
-                              updates: List[torch.Tensor], *, delta: float,
-                              eps: float, step_size: float,
-                              decay: Optional[Tuple[float, float]],
-                              project_into: Optional[List[torch.Tensor]]
-                              ) -> None:
+                             grads: List[torch.Tensor],
+                             updates: List[torch.Tensor], *, delta: float,
+                             eps: float, step_size: float,
+                             decay: Optional[Tuple[float, float]],
+                             project_into: Optional[List[torch.Tensor]]
+                             ) -> None:
     """Projection, decoupled decay and step for many parameters at once.
 
     Weights of the same shape, dtype and device are stacked (in batches of
@@ -240,17 +241,17 @@ def foreach_project_and_step(params: List[torch.Tensor],
     for idx in _chunks(buckets.values(), params):
         stacked = torch.stack([params[i] for i in idx])
         out, projected = project_stacked(stacked,
-                                          torch.stack([grads[i] for i in idx]),
-                                          torch.stack([updates[i]
-                                                       for i in idx]),
-                                          delta, eps)
+                                         torch.stack([grads[i] for i in idx]),
+                                         torch.stack([updates[i]
+                                                      for i in idx]),
+                                         delta, eps)
         if project_into is not None:
             torch._foreach_copy_([project_into[i] for i in idx],
                                  list(out.unbind(0)))
         if decay is not None:
             factor = decay_factor(projected, stacked, *decay)
             scale_(stacked,
-                    factor.view((-1, ) + (1, ) * (stacked.dim() - 1)))
+                   factor.view((-1, ) + (1, ) * (stacked.dim() - 1)))
         stacked.add_(out, alpha=-step_size)
         torch._foreach_copy_([params[i] for i in idx],
                              list(stacked.unbind(0)))

@@ -1,10 +1,7 @@
 """SGDP: SGD (with momentum) with projection of the radial update component.
 
-Heo et al., "AdamP: Slowing Down the Slowdown for Momentum Optimizers on
-Scale-invariant Weights", ICLR 2021. The numerics follow the authors'
-reference implementation, the ``adamp`` package 0.3.0 on PyPI, exactly; this
-is a clean rewrite whose projection test runs without host-device
-synchronisation, with an optional multi-tensor path. Needs only PyTorch.
+Heo et al., ICLR 2021 (see :mod:`mmwrs.optim.projection`). Reproduces
+``adamp.SGDP`` of the authors' ``adamp`` 0.3.0 package; pure PyTorch.
 """
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -64,18 +61,12 @@ class SGDP(ProjectionOptimizer):
         project_buffer (bool): Keyword-only. With ``nesterov=False``, store
             the projected update as the momentum buffer, as the reference
             does. Default: True.
-        foreach (bool | None): Keyword-only. True: the multi-tensor step
-            (``torch._foreach_*`` ops; weights of the same shape, dtype and
-            device are tested and projected together), far fewer kernel
-            launches; it agrees with the reference up to rounding, not bit
-            for bit (batched reductions may sum in another order). False: the
-            reference's per-parameter operations, bit-identical to it.
-            None (default): True when all of a group's parameters are on
-            CUDA, else False.
+        foreach (bool | None): Keyword-only. The multi-tensor step, see
+            :class:`~mmwrs.optim.base.ProjectionOptimizer`. Default: None
+            (on when all of a group's parameters are on CUDA).
 
     Raises:
-        ValueError: If an argument (in the defaults or in a parameter group)
-            is out of range; the message names the argument and the value.
+        ValueError: An argument is out of range (see the base class).
     """
 
     LATER_OPTIONS = {'project_buffer': True, 'foreach': None}
@@ -93,9 +84,8 @@ class SGDP(ProjectionOptimizer):
                  *,
                  project_buffer: bool = True,
                  foreach: Optional[bool] = None):
-        defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
-                        weight_decay=weight_decay, nesterov=nesterov,
-                        eps=eps, delta=delta, wd_ratio=wd_ratio,
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                        nesterov=nesterov, eps=eps, delta=delta, wd_ratio=wd_ratio,
                         project_buffer=project_buffer, foreach=foreach)
         super().__init__(params, defaults)
 

@@ -54,7 +54,7 @@ def test_matches_reference_on_raw_tensors(cfg, dtype, foreach):
     # weights, each trio with a channel-wise, a layer-wise and a
     # non-projected member, so one batch takes all three branches.
     ours, _, _ = raw_run(AdamP, dict(cfg, foreach=foreach), dtype,
-                      check_branches=True)
+                         check_branches=True)
     ref, _, _ = raw_run(adamp.AdamP, cfg, dtype)
     for p_o, p_r, (name, *_) in zip(ours, ref, RAW_CASES):
         assert rel_dev(p_o.detach(), p_r.detach()) <= RTOL, name
