@@ -7,13 +7,15 @@ samples without disturbing what training will see.
 """
 import contextlib
 import random
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, Iterable, List
 
 import numpy as np
 import torch
 from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapperDict
 from mmengine.runner import BaseLoop
+
+from .param_groups import split_off_params_
 
 
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
@@ -26,8 +28,9 @@ def is_training_run(runner) -> bool:
 
     ``runner.val()`` / ``runner.test()`` runners have no train loop: the
     regularizer hooks have nothing to do there (and no optimizer to reshape).
-    The private attribute is read because the ``train_loop`` property builds
-    the loop (and raises without a ``train_cfg``).
+    ``runner.train()`` builds the loop before ``before_run``; the private
+    attribute is read because in a val/test run the ``train_loop`` property
+    would build the loop, and its dataloader, only to answer.
     """
     return isinstance(getattr(runner, '_train_loop', None), BaseLoop)
 
@@ -51,6 +54,14 @@ def schedulers_of(runner, name: str) -> List[Any]:
     if isinstance(schedulers, dict):
         schedulers = schedulers.get(name, [])
     return list(schedulers)
+
+
+def split_off_in_runner_(runner, chosen: Iterable[torch.nn.Parameter],
+                         overrides: Dict[str, Any]) -> None:
+    """:func:`~mmwrs.engine.param_groups.split_off_params_` on every optimizer of
+    ``runner``, re-indexing its param schedulers."""
+    for name, optimizer in optimizers_of(runner).items():
+        split_off_params_(optimizer, chosen, overrides, schedulers_of(runner, name))
 
 
 def sample_batch(dataloader) -> Any:

@@ -9,8 +9,7 @@ from torch.nn.modules.conv import _ConvNd
 from mmwrs.core.penalties import add_eps_shifted_l2_grad_, check_hparams
 from mmwrs.core.validation import compile_patterns, matches
 
-from ..param_groups import split_off_params_
-from ..runner_utils import is_training_run, optimizers_of, schedulers_of, unwrap_model
+from ..runner_utils import is_training_run, optimizers_of, split_off_in_runner_, unwrap_model
 
 
 def eps_l2_targets(model: torch.nn.Module, include=None, exclude=None):
@@ -96,9 +95,7 @@ class EpsShiftedL2Hook(Hook):
             return
         self.params = select_targets(unwrap_model(runner.model), self.include,
                                      self.exclude, type(self).__name__)
-        for name, optimizer in optimizers_of(runner).items():
-            split_off_params_(optimizer, self.params, {'weight_decay': 0.0},
-                              schedulers_of(runner, name))
+        split_off_in_runner_(runner, self.params, {'weight_decay': 0.0})
         runner.logger.info(describe(type(self).__name__, self.lam, self.eps, self.params))
 
     def before_train(self, runner) -> None:

@@ -7,9 +7,8 @@ from mmengine.registry import HOOKS
 from mmwrs.core import WeightRescaler
 from mmwrs.core.controller import WRSController
 
-from ..param_groups import split_off_params_
 from ..runner_utils import (discovery_forward, is_training_run, optim_wrappers_of,
-                            optimizers_of, schedulers_of, train_mode, unwrap_model)
+                            optimizers_of, split_off_in_runner_, train_mode, unwrap_model)
 
 
 @HOOKS.register_module()
@@ -73,10 +72,7 @@ class WRSHook(Hook):
                                              runner.logger.warning)
         if not found:
             return
-        for name, optimizer in optimizers_of(runner).items():
-            split_off_params_(optimizer, self.controller.params,
-                              self.controller.group_overrides,
-                              schedulers_of(runner, name))
+        split_off_in_runner_(runner, self.controller.params, self.controller.group_overrides)
 
     def before_train(self, runner) -> None:
         """Bring the weights to their targets (weights are initialized now)."""
