@@ -23,11 +23,13 @@ ZERO_NORM = 1e-12
 
 def validate_target(target: Union[float, str], key: str = 'target_norm') -> Union[float, str]:
     """Check a target norm option: a positive finite number, or ``'init'``."""
+    allowed = f'a positive number or one of {TARGET_POLICIES}'
     if isinstance(target, str):
-        return check_choice(key, target, TARGET_POLICIES)
+        if target not in TARGET_POLICIES:
+            raise ValueError(f'{key} must be {allowed}, got {target!r}')
+        return target
     if isinstance(target, bool) or not isinstance(target, numbers.Real):
-        raise TypeError(f'{key} must be a positive number or one of '
-                        f'{TARGET_POLICIES}, got {target!r}')
+        raise TypeError(f'{key} must be {allowed}, got {target!r}')
     return check_positive(key, target)
 
 

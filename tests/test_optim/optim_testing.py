@@ -1,6 +1,7 @@
 """What the SGDP and AdamP tests share: a small conv+BN model, raw tensors whose
 gradients hit each branch of the projection, and the comparison with the
 reference (``adamp`` 0.3.0)."""
+import copy
 import math
 
 import torch
@@ -25,10 +26,37 @@ def make_model(seed=0):
         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 5))
 
 
+def batches(steps, seed):
+    """``steps`` random ``(x, y)`` batches for :func:`make_model`."""
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        yield (torch.randn(8, 3, 8, 8, generator=gen),
+               torch.randint(0, 5, (8, ), generator=gen))
+
+
+def channel_cos(delta_w, w):
+    """The largest |cos| between a row of ``delta_w`` and the row of ``w``."""
+    d, wc = delta_w.reshape(w.shape[0], -1), w.reshape(w.shape[0], -1)
+    return ((d * wc).sum(1) / (d.norm(dim=1) * wc.norm(dim=1))).abs().max()
+
+
 def model_step(model, opt, x, y):
     opt.zero_grad()
     F.cross_entropy(model(x), y).backward()
     opt.step()
+
+
+def train_with_reference(opt_cls, ref_cls, cfg, foreach, steps=STEPS):
+    """Train two copies of :func:`make_model`, with ``opt_cls`` and with its
+    reference; returns the untrained model, both models and both optimizers."""
+    model = make_model()
+    ours, ref = copy.deepcopy(model), copy.deepcopy(model)
+    opt_ours = opt_cls(ours.parameters(), foreach=foreach, **cfg)
+    opt_ref = ref_cls(ref.parameters(), **cfg)
+    for x, y in batches(steps, seed=3):
+        model_step(ours, opt_ours, x, y)
+        model_step(ref, opt_ref, x, y)
+    return model, ours, ref, opt_ours, opt_ref
 
 
 def branch_of(w, g, delta=0.1):
