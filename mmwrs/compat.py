@@ -6,12 +6,13 @@ Pinned: torch 2.13.0, mmcv 2.1.0, mmengine 0.10.7, mmdet 3.3.0, mmseg 1.2.2.
 import contextlib
 import functools
 import glob
-import os
 import os.path as osp
 import re
 
 import numpy as np
 import torch
+
+from .fileio import write_atomic
 
 _applied = False
 
@@ -108,14 +109,7 @@ def cpu_distributed_init() -> None:
 
 def _atomic_put(self, obj: bytes, filepath) -> None:
     """LocalBackend.put that never leaves a partly written file behind."""
-    filepath = str(filepath)
-    os.makedirs(osp.dirname(filepath) or '.', exist_ok=True)
-    tmp = osp.join(osp.dirname(filepath), f'.{osp.basename(filepath)}.tmp-{os.getpid()}')
-    with open(tmp, 'wb') as f:
-        f.write(obj)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, filepath)
+    write_atomic(filepath, obj)
 
 
 def _numbered_checkpoints(path: str):

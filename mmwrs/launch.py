@@ -65,7 +65,7 @@ def apply_amp(cfg: Config) -> None:
     wrapper.type = amp_wrapper_type(old)
     if wrapper.type != old:
         wrapper.setdefault('loss_scale', 'dynamic')
-    elif old == wrapper.type:
+    else:
         warnings.warn(f'--amp: optim_wrapper.type is already {old}; kept as is')
 
 

@@ -125,41 +125,6 @@ def randomize_norm_stats_(model: torch.nn.Module, seed: int = 0) -> None:
                     tensor.copy_(noise - 0.5)
 
 
-def _register_test_hooks():
-    from mmengine.hooks import Hook
-    from mmengine.registry import HOOKS
-
-    @HOOKS.register_module(force=True)
-    class DumpWeightsHook(Hook):
-        """Saves every rank's weights after training (``rank{R}.pth``), and
-        records unit norms of the WRS-controlled weights after every iteration."""
-
-        priority = 'LOWEST'
-
-        def __init__(self, out_dir=None):
-            self.out_dir = out_dir
-            self.norm_history = []
-
-        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-            for hook in runner.hooks:
-                if getattr(hook, 'rescaler', None) is not None:
-                    self.norm_history.append({k: v.clone() for k, v in
-                                              hook.rescaler.unit_norms().items()})
-
-        def after_train(self, runner):
-            import os.path as osp
-
-            from mmengine.dist import get_rank
-            model = runner.model.module if hasattr(runner.model, 'module') else runner.model
-            torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()},
-                       osp.join(self.out_dir or runner.work_dir, f'rank{get_rank()}.pth'))
-
-    return DumpWeightsHook
-
-
-DumpWeightsHook = _register_test_hooks()
-
-
 def traced_faster_rcnn(device='cpu'):
     """The benchmarks' parameter set: stock Faster R-CNN R50-FPN (nothing
     frozen) on ``device``, a demo batch, and its discovery result."""

@@ -1,13 +1,19 @@
 """Shared fixtures: a tiny shapes dataset and tiny Runner configs of the demos."""
+import os
 import os.path as osp
 import sys
 
 import pytest
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TESTS = osp.dirname(osp.abspath(__file__))
+REPO = osp.dirname(TESTS)
 # The cached environment is shared by every checkout (mmwrs is installed there
-# editable from whichever ran set-up last): test this checkout's code.
-sys.path.insert(0, REPO)
+# editable from whichever ran set-up last): test this checkout's code. The
+# experiment helpers live with the tools that use them.
+sys.path[:0] = [REPO, osp.join(REPO, 'tools', 'analysis')]
+# For training subprocesses: this checkout's mmwrs, and this folder for
+# custom_imports=['register_dump_weights_hook'].
+PYTHONPATH = os.pathsep.join([REPO, TESTS])
 DET_DEMO = osp.join(REPO, 'configs/demo/faster-rcnn_r18_fpn_shapes.py')
 SEG_DEMO = osp.join(REPO, 'configs/demo/fcn_r18-d8_shapes.py')
 # The demo segmentor without random flips or dropout, so that two runs can be
@@ -31,6 +37,17 @@ def load_tool(relative_path):
     return module
 
 
+@pytest.fixture
+def dump_weights_hook():
+    """Registers the test-only :class:`DumpWeightsHook` for one test."""
+    from mmengine.registry import HOOKS
+
+    from dump_weights_hook import DumpWeightsHook
+    HOOKS.register_module(module=DumpWeightsHook)
+    yield DumpWeightsHook
+    HOOKS._module_dict.pop('DumpWeightsHook', None)
+
+
 @pytest.fixture(scope='session')
 def shapes_root(tmp_path_factory):
     from mmwrs.datasets import generate_shapes
@@ -40,7 +57,7 @@ def shapes_root(tmp_path_factory):
 
 def tiny_options(config, data_root, iters=2, batch_size=2):
     """cfg-options that shrink a demo config to a few quick iterations."""
-    from mmwrs.experiments import data_root_options
+    from experiments import data_root_options
     detection = 'faster-rcnn' in config or 'mask' in config or 'retina' in config
     options = {
         **data_root_options(data_root, detection),

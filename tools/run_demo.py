@@ -19,9 +19,10 @@ import torch
 from mmengine.config import Config
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, REPO)
+# This checkout's mmwrs, and the experiment helpers beside the analysis tools.
+sys.path[:0] = [REPO, osp.join(REPO, 'tools', 'analysis')]
 DEMOS = ['configs/demo/faster-rcnn_r18_fpn_shapes.py', 'configs/demo/fcn_r18-d8_shapes.py']
-from mmwrs.experiments import compose, data_root_options, final_metrics  # noqa: E402
+from experiments import compose, data_root_options, final_metrics  # noqa: E402
 
 
 def controlled_names(work_dir):

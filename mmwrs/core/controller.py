@@ -18,9 +18,10 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Unio
 import torch
 from torch import nn
 
-from .discovery import GRANULARITIES, _compile
+from .discovery import GRANULARITIES
 from .report import format_report
 from .rescale import WeightRescaler, validate_target
+from .validation import check_choice, check_positive_int, compile_patterns
 
 ON_EMPTY = ('error', 'warn')
 
@@ -68,21 +69,16 @@ class WRSController:
                  check_interval: Optional[int] = None,
                  owner: str = 'WRS'):
         self.owner = owner
-        if granularity not in GRANULARITIES:
-            raise ValueError(f'{owner}: granularity must be one of {GRANULARITIES}, '
-                             f'got {granularity!r}')
+        check_choice(f'{owner}: granularity', granularity, GRANULARITIES)
         self.target_norm = validate_target(target_norm, f'{owner}.target_norm')
-        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
-            raise ValueError(f'{owner}: interval must be a positive integer (rescale '
-                             f'after every N real updates), got {interval!r}')
-        if on_empty not in ON_EMPTY:
-            raise ValueError(f'{owner}: on_empty must be one of {ON_EMPTY}, '
-                             f'got {on_empty!r}')
-        _compile(include, 'include')
-        _compile(exclude, 'exclude')
+        check_positive_int(f'{owner}: interval', interval,
+                           '(rescale after every N real updates)')
+        check_choice(f'{owner}: on_empty', on_empty, ON_EMPTY)
+        compile_patterns(include, 'include')
+        compile_patterns(exclude, 'exclude')
         self.fixed_norm_layers = dict(fixed_norm_layers or {})
         for pattern, norm in self.fixed_norm_layers.items():
-            _compile([pattern], 'fixed_norm_layers')
+            compile_patterns([pattern], 'fixed_norm_layers')
             validate_target(norm, f'fixed_norm_layers[{pattern!r}]')
         self.granularity = granularity
         self.interval = interval
@@ -150,7 +146,7 @@ class WRSController:
     def _add_fixed_norm_layers(self, model: nn.Module) -> None:
         controlled = {id(p) for p in self.rescaler.params}
         for pattern, norm in self.fixed_norm_layers.items():
-            regex = _compile([pattern], 'fixed_norm_layers')[0]
+            regex = compile_patterns([pattern], 'fixed_norm_layers')[0]
             for name, param in model.named_parameters():
                 if regex.search(name) and param.requires_grad and id(param) not in controlled:
                     self.rescaler.add(name, param, norm, granularity='layer')
@@ -162,7 +158,7 @@ class WRSController:
         patterns += [('exclude', p) for p in self.exclude or ()]
         patterns += [('fixed_norm_layers', p) for p in self.fixed_norm_layers]
         for key, pattern in patterns:
-            regex = _compile([pattern], key)[0]
+            regex = compile_patterns([pattern], key)[0]
             if not any(regex.search(name) for name in names):
                 warn(f'{self.owner}: {key} pattern {pattern!r} matches no parameter '
                      f'name of {type(model).__name__}; names look like '

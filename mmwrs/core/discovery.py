@@ -11,16 +11,20 @@ Pure PyTorch: no mmengine, mmcv, mmdet or mmseg imports.
 """
 from __future__ import annotations
 
+import contextlib
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import (Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple,
+                    Union)
 
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 from torch.nn.modules.instancenorm import _InstanceNorm
+
+from .validation import check_choice, compile_patterns
 
 GRANULARITIES = ('filter', 'layer')
 # Finest to coarsest; a weight gets the coarsest unit any of its norms allows.
@@ -83,15 +87,18 @@ class InvariantWeight:
     bias: Optional[nn.Parameter] = None
     note: str = ''
 
-    @property
-    def compensated_norms(self) -> List[nn.Module]:
-        """Norms whose running statistics are rescaled with this weight."""
-        seen, norms = set(), []
-        for use in self.uses:
-            if use.running_stats and id(use.norm) not in seen:
-                seen.add(id(use.norm))
-                norms.append(use.norm)
-        return norms
+    def compensated_norms(self, train_mode_stats: bool = False) -> List[nn.Module]:
+        """Norms whose running statistics are rescaled with this weight.
+
+        Those that normalized with their running statistics (eval mode) always;
+        with ``train_mode_stats``, also the train-mode ones that keep running
+        statistics (so that these stay estimates of the rescaled output).
+        Each norm once, in the order of the calls.
+        """
+        norms = [u.norm for u in self.uses
+                 if u.running_stats or (train_mode_stats
+                                        and getattr(u.norm, 'running_var', None) is not None)]
+        return list({id(n): n for n in norms}.values())
 
     @property
     def norm_types(self) -> str:
@@ -122,10 +129,6 @@ class DiscoveryResult:
 
     def by_name(self) -> Dict[str, InvariantWeight]:
         return {w.name: w for w in self.invariant}
-
-    @property
-    def num_params(self) -> int:
-        return sum(w.param.numel() for w in self.invariant)
 
 
 def is_norm(module: nn.Module, extra_norm_types: Sequence[type] = ()) -> bool:
@@ -232,15 +235,174 @@ def _consumers(roots: Iterable[torch.Tensor]) -> Dict[Any, List[Any]]:
     return consumers
 
 
-def _compile(patterns: Optional[Sequence[str]], key: str) -> List[re.Pattern]:
-    compiled = []
-    for pattern in patterns or ():
-        try:
-            compiled.append(re.compile(pattern))
-        except re.error as exc:
-            raise ValueError(f'{key}: {pattern!r} is not a valid regular '
-                             f'expression ({exc})') from None
-    return compiled
+class _NormCall(NamedTuple):
+    """One call of a norm: its input, and the autograd nodes around it."""
+
+    norm: nn.Module
+    inp: Optional[torch.Tensor]
+    inp_fn: Any
+    out_fn: Any
+    running: bool
+
+
+@dataclass
+class _Trace:
+    """What one traced forward pass recorded.
+
+    The traced tensors are kept alive (in ``layer_calls`` and the norm calls)
+    so that their ids stay unique while the weights are classified.
+    """
+
+    norm_names: Dict[nn.Module, str]
+    layer_calls: Dict[nn.Module, List[Tuple[Optional[torch.Tensor], Any]]]
+    norm_by_input: Dict[int, _NormCall]
+    consumers: Dict[Any, List[Any]]
+
+
+def _find_layers(model: nn.Module, extra_norm_types: Sequence[type]
+                 ) -> Tuple[Dict[nn.Module, str], Dict[nn.Module, str]]:
+    """The weight layers and the norms of ``model``, each with its name."""
+    weight_layers: Dict[nn.Module, str] = {}
+    norms: Dict[nn.Module, str] = {}
+    for name, module in model.named_modules():
+        if is_norm(module, extra_norm_types):
+            norms[module] = name
+        elif isinstance(module._parameters.get('weight'), nn.Parameter):
+            weight_layers[module] = name
+    return weight_layers, norms
+
+
+@contextlib.contextmanager
+def _restored_state(model: nn.Module):
+    """Restore the model's buffers (BN running statistics) and torch's RNGs."""
+    buffers = {name: buf.detach().clone() for name, buf in model.named_buffers()}
+    rng = torch.random.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for name, buf in model.named_buffers():
+                if name in buffers:
+                    buf.copy_(buffers[name])
+        torch.random.set_rng_state(rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+
+
+def _trace(model: nn.Module, forward_fn: Callable[[], Any],
+           weight_layers: Dict[nn.Module, str], norms: Dict[nn.Module, str]) -> _Trace:
+    """Run ``forward_fn`` once with hooks on every weight layer and norm."""
+    layer_calls: Dict[nn.Module, List[Tuple[Optional[torch.Tensor], Any]]] = defaultdict(list)
+    norm_calls: List[_NormCall] = []
+
+    def on_layer(module, args, output):
+        if isinstance(output, torch.Tensor):
+            layer_calls[module].append((output, output.grad_fn))
+        else:
+            layer_calls[module].append((None, None))
+
+    def on_norm(module, args, output):
+        inp = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        # grad_fns are read now: an in-place op later (ReLU(inplace=True))
+        # gives the same tensor object a new one.
+        norm_calls.append(_NormCall(module, inp, getattr(inp, 'grad_fn', None),
+                                    getattr(output, 'grad_fn', None),
+                                    _uses_running_stats(module)))
+
+    handles = [m.register_forward_hook(on_layer) for m in weight_layers]
+    handles += [m.register_forward_hook(on_norm) for m in norms]
+    try:
+        with _restored_state(model), torch.enable_grad():
+            outputs = forward_fn()
+    finally:
+        for handle in handles:
+            handle.remove()
+    # Which norm call consumed which tensor, by the identity of its grad_fn.
+    norm_by_input = {id(call.inp): call for call in norm_calls
+                     if call.inp is not None and call.inp_fn is not None}
+    return _Trace(norms, layer_calls, norm_by_input, _consumers(_iter_tensors(outputs)))
+
+
+def _norm_use(trace: _Trace, out: Optional[torch.Tensor], out_fn: Any, channel_axis: str,
+              out_channels: int, bias: Optional[nn.Parameter]) -> Union[NormUse, str]:
+    """How one call's output feeds a norm, or why it does not feed only one."""
+    call = trace.norm_by_input.get(id(out)) if out is not None else None
+    if call is None or call.inp_fn is not out_fn:
+        return 'output does not go straight into a normalization layer'
+    users = trace.consumers.get(out_fn, [])
+    if len(users) != 1 or call.out_fn is None or users[0] is not call.out_fn:
+        if not users:
+            return 'output does not reach the traced outputs'
+        return (f'output feeds {len(users)} operations besides/other than '
+                f'{trace.norm_names[call.norm]}')
+    unit, num_units, note = _norm_unit(call.norm, call.inp, channel_axis, out_channels)
+    if unit is None:
+        return note
+    # Per-channel mean subtraction removes a bias; group/layer statistics do
+    # not, and eval-mode BN is handled by scaling the bias too.
+    group_or_layer = isinstance(call.norm, (nn.GroupNorm, nn.LayerNorm))
+    if bias is not None and not call.running and group_or_layer:
+        return (f'has a bias that {type(call.norm).__name__} does not cancel, '
+                'so the weight alone is not scale-invariant')
+    return NormUse(call.norm, trace.norm_names[call.norm], unit, num_units, call.running, note)
+
+
+def _norm_uses(trace: _Trace, module: nn.Module, channel_axis: str, out_channels: int
+               ) -> Union[List[NormUse], str]:
+    """The norm each traced call of ``module`` feeds, or why one call fails."""
+    calls = trace.layer_calls.get(module, [])
+    if not calls:
+        return 'not used in the traced forward pass'
+    bias = module._parameters.get('bias')
+    uses = []
+    for index, (out, out_fn) in enumerate(calls):
+        use = _norm_use(trace, out, out_fn, channel_axis, out_channels, bias)
+        if isinstance(use, str):
+            where = f' (call {index + 1} of {len(calls)})' if len(calls) > 1 else ''
+            return use + where
+        uses.append(use)
+    return uses
+
+
+def _choose_unit(granularity: str, out_channels: int,
+                 uses: Sequence[NormUse]) -> Tuple[str, int, str]:
+    """The unit asked for, coarsened to the coarsest one a norm allows."""
+    unit, num_units, note = granularity, (out_channels if granularity == 'filter' else 1), ''
+    for use in uses:
+        if use.unit == unit == 'group' and use.num_units != num_units:
+            unit, num_units = 'layer', 1
+            note = 'norms with different group counts: invariant per layer only'
+        elif _UNIT_ORDER[use.unit] > _UNIT_ORDER[unit]:
+            unit, num_units, note = use.unit, use.num_units, use.note
+    return unit, num_units, note
+
+
+def _classify(trace: _Trace, module: nn.Module, name: str, granularity: str,
+              include: Sequence[re.Pattern], exclude: Sequence[re.Pattern]
+              ) -> Union[InvariantWeight, str]:
+    """``module``'s weight as an :class:`InvariantWeight`, or why it is not one."""
+    param = module._parameters['weight']
+    if any(p.search(name) for p in exclude):
+        return 'matches an exclude pattern'
+    if include and not any(p.search(name) for p in include):
+        return 'matches no include pattern'
+    if not param.requires_grad:
+        return 'frozen (requires_grad=False)'
+    out_dim, channel_axis = _weight_layout(module)
+    if out_dim is None:
+        return channel_axis
+    out_channels = param.shape[out_dim]
+    uses = _norm_uses(trace, module, channel_axis, out_channels)
+    if isinstance(uses, str):
+        return uses
+    unit, num_units, note = _choose_unit(granularity, out_channels, uses)
+    bias = module._parameters.get('bias')
+    needs_bias = bias is not None and any(u.running_stats for u in uses)
+    return InvariantWeight(
+        name=name, param=param, module_type=type(module).__name__, out_dim=out_dim,
+        granularity=unit, num_units=num_units, uses=uses,
+        bias=bias if needs_bias else None, note=note)
 
 
 def discover_scale_invariant(
@@ -275,131 +437,17 @@ def discover_scale_invariant(
     Returns:
         DiscoveryResult: Invariant weights and the reasons for the rest.
     """
-    if granularity not in GRANULARITIES:
-        raise ValueError(f'granularity must be one of {GRANULARITIES}, '
-                         f'got {granularity!r}')
-    include_re = _compile(include, 'include')
-    exclude_re = _compile(exclude, 'exclude')
-
-    weight_layers: Dict[nn.Module, str] = {}
-    norms: Dict[nn.Module, str] = {}
-    for name, module in model.named_modules():
-        if is_norm(module, extra_norm_types):
-            norms[module] = name
-        elif isinstance(module._parameters.get('weight'), nn.Parameter):
-            weight_layers[module] = name
-
-    # Keep every traced tensor alive so ids stay unique during the trace.
-    layer_calls: Dict[nn.Module, List[Tuple[torch.Tensor, Any]]] = defaultdict(list)
-    norm_calls: List[Tuple[nn.Module, torch.Tensor, Any, Any, bool]] = []
-
-    def on_layer(module, args, output):
-        if isinstance(output, torch.Tensor):
-            layer_calls[module].append((output, output.grad_fn))
-        else:
-            layer_calls[module].append((None, None))
-
-    def on_norm(module, args, output):
-        inp = args[0] if args and isinstance(args[0], torch.Tensor) else None
-        # grad_fns are read now: an in-place op later (ReLU(inplace=True))
-        # gives the same tensor object a new one.
-        norm_calls.append((module, inp, getattr(inp, 'grad_fn', None),
-                           getattr(output, 'grad_fn', None), _uses_running_stats(module)))
-
-    handles = [m.register_forward_hook(on_layer) for m in weight_layers]
-    handles += [m.register_forward_hook(on_norm) for m in norms]
-    buffers = {name: buf.detach().clone() for name, buf in model.named_buffers()}
-    rng = torch.random.get_rng_state()
-    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
-    try:
-        with torch.enable_grad():
-            outputs = forward_fn()
-        consumers = _consumers(_iter_tensors(outputs))
-    finally:
-        for handle in handles:
-            handle.remove()
-        with torch.no_grad():
-            for name, buf in model.named_buffers():
-                if name in buffers:
-                    buf.copy_(buffers[name])
-        torch.random.set_rng_state(rng)
-        if cuda_rng is not None:
-            torch.cuda.set_rng_state_all(cuda_rng)
-
-    # Which norm call consumed which tensor, by the identity of its grad_fn.
-    norm_by_input = {}
-    for norm, inp, inp_fn, out_fn, running in norm_calls:
-        if inp is not None and inp_fn is not None:
-            norm_by_input[id(inp)] = (norm, inp, inp_fn, out_fn, running)
-
+    check_choice('granularity', granularity, GRANULARITIES)
+    include_re = compile_patterns(include, 'include')
+    exclude_re = compile_patterns(exclude, 'exclude')
+    weight_layers, norms = _find_layers(model, extra_norm_types)
+    trace = _trace(model, forward_fn, weight_layers, norms)
     invariant, excluded = [], []
     for module, module_name in weight_layers.items():
-        param = module._parameters['weight']
-        pname = f'{module_name}.weight' if module_name else 'weight'
-        shape = tuple(param.shape)
-
-        def leave_out(reason):
-            excluded.append(Exclusion(pname, shape, reason))
-
-        if exclude_re and any(p.search(pname) for p in exclude_re):
-            leave_out('matches an exclude pattern')
-            continue
-        if include_re and not any(p.search(pname) for p in include_re):
-            leave_out('matches no include pattern')
-            continue
-        if not param.requires_grad:
-            leave_out('frozen (requires_grad=False)')
-            continue
-        out_dim, channel_axis = _weight_layout(module)
-        if out_dim is None:
-            leave_out(channel_axis)
-            continue
-        calls = layer_calls.get(module, [])
-        if not calls:
-            leave_out('not used in the traced forward pass')
-            continue
-        out_channels = param.shape[out_dim]
-        bias = module._parameters.get('bias')
-        uses, reason = [], None
-        for index, (out, out_fn) in enumerate(calls):
-            where = f' (call {index + 1} of {len(calls)})' if len(calls) > 1 else ''
-            hit = norm_by_input.get(id(out)) if out is not None else None
-            if hit is None or hit[2] is not out_fn:
-                reason = f'output does not go straight into a normalization layer{where}'
-                break
-            norm, inp, _, norm_fn, running = hit
-            users = consumers.get(out_fn, [])
-            if len(users) != 1 or norm_fn is None or users[0] is not norm_fn:
-                reason = (f'output feeds {len(users)} operations besides/other than '
-                          f'{norms[norm]}{where}' if users else
-                          f'output does not reach the traced outputs{where}')
-                break
-            unit, num_units, note = _norm_unit(norm, inp, channel_axis, out_channels)
-            if unit is None:
-                reason = note + where
-                break
-            # Per-channel mean subtraction removes a bias; group/layer statistics
-            # do not, and eval-mode BN is handled by scaling the bias too.
-            if bias is not None and not running and isinstance(norm, (nn.GroupNorm, nn.LayerNorm)):
-                reason = (f'has a bias that {type(norm).__name__} does not cancel, '
-                          f'so the weight alone is not scale-invariant{where}')
-                break
-            uses.append(NormUse(norm, norms[norm], unit, num_units, running, note))
-        if reason is not None:
-            leave_out(reason)
-            continue
-
-        unit, num_units, note = granularity, (out_channels if granularity == 'filter' else 1), ''
-        for use in uses:
-            if use.unit == unit == 'group' and use.num_units != num_units:
-                unit, num_units = 'layer', 1
-                note = 'norms with different group counts: invariant per layer only'
-            elif _UNIT_ORDER[use.unit] > _UNIT_ORDER[unit]:
-                unit, num_units, note = use.unit, use.num_units, use.note
-        needs_bias = bias is not None and any(u.running_stats for u in uses)
-        invariant.append(InvariantWeight(
-            name=pname, param=param, module_type=type(module).__name__,
-            out_dim=out_dim, granularity=unit, num_units=num_units, uses=uses,
-            bias=bias if needs_bias else None, note=note))
+        name = f'{module_name}.weight' if module_name else 'weight'
+        found = _classify(trace, module, name, granularity, include_re, exclude_re)
+        if isinstance(found, str):
+            excluded.append(Exclusion(name, tuple(module._parameters['weight'].shape), found))
+        else:
+            invariant.append(found)
     return DiscoveryResult(invariant=invariant, excluded=excluded)
-

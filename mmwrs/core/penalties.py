@@ -26,24 +26,22 @@ carries the weight ``n - 1 = 0`` and vanishes, so the gradient is
 ``lam * w``. Half-precision weights are computed in float32 and the result is
 cast back to the weight's dtype.
 """
-import math
-import numbers
 from typing import Iterable, Union
 
 import torch
 
+from .validation import check_non_negative
+
 __all__ = [
-    'eps_shifted_l2_grad', 'add_eps_shifted_l2_grad_', 'eps_shifted_l2_penalty'
+    'eps_shifted_l2_grad', 'add_eps_shifted_l2_grad_', 'eps_shifted_l2_penalty',
+    'check_hparams'
 ]
 
 
-def _check_hparams(lam: float, eps: float) -> None:
-    for name, value in (('lam', lam), ('eps', eps)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise ValueError(f'{name} must be a real number, got {value!r}')
-        if not math.isfinite(float(value)) or value < 0:
-            raise ValueError(
-                f'{name} must be finite and >= 0, got {value!r}')
+def check_hparams(lam: float, eps: float) -> None:
+    """Check the penalty's strength and target spread (both finite, >= 0)."""
+    check_non_negative('lam', lam)
+    check_non_negative('eps', eps)
 
 
 def _check_weight(weight: torch.Tensor) -> None:
@@ -87,7 +85,7 @@ def eps_shifted_l2_grad(weight: torch.Tensor, lam: float,
         ValueError: If ``weight`` is not a floating tensor with at least 2
             dimensions, or ``lam``/``eps`` is negative or not finite.
     """
-    _check_hparams(lam, eps)
+    check_hparams(lam, eps)
     _check_weight(weight)
     with torch.no_grad():
         w = _as_filters(weight.detach())
@@ -128,7 +126,7 @@ def eps_shifted_l2_penalty(weight: torch.Tensor, lam: float,
     Raises:
         ValueError: As :func:`eps_shifted_l2_grad`.
     """
-    _check_hparams(lam, eps)
+    check_hparams(lam, eps)
     _check_weight(weight)
     w = _as_filters(weight)
     n = w.shape[1]
@@ -160,7 +158,7 @@ def add_eps_shifted_l2_grad_(params: Union[torch.Tensor,
     Raises:
         ValueError: As :func:`eps_shifted_l2_grad`, or for a sparse gradient.
     """
-    _check_hparams(lam, eps)
+    check_hparams(lam, eps)
     if isinstance(params, torch.Tensor):
         params = [params]
     count = 0

@@ -4,7 +4,7 @@ Pure PyTorch: no mmengine, mmcv, mmdet or mmseg imports.
 """
 from __future__ import annotations
 
-import math
+import numbers
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .discovery import GRANULARITIES, DiscoveryResult, InvariantWeight, discover_scale_invariant
+from .validation import check_choice, check_positive
 
 TARGET_POLICIES = ('init',)
 # Norms at or below this are treated as zero: a unit with no direction cannot be
@@ -24,17 +25,14 @@ DEFERRED_CHECK_INTERVAL = 50
 
 def validate_target(target: Union[float, str], key: str = 'target_norm') -> Union[float, str]:
     """Check a target norm option: a positive finite number, or ``'init'``."""
+    allowed = f'a positive number or one of {TARGET_POLICIES}'
     if isinstance(target, str):
         if target not in TARGET_POLICIES:
-            raise ValueError(f'{key} must be a positive number or one of '
-                             f'{TARGET_POLICIES}, got {target!r}')
+            raise ValueError(f'{key} must be {allowed}, got {target!r}')
         return target
-    if isinstance(target, bool) or not isinstance(target, (int, float)):
-        raise TypeError(f'{key} must be a positive number or one of '
-                        f'{TARGET_POLICIES}, got {target!r}')
-    if not math.isfinite(target) or target <= 0:
-        raise ValueError(f'{key} must be a positive finite number, got {target!r}')
-    return float(target)
+    if isinstance(target, bool) or not isinstance(target, numbers.Real):
+        raise TypeError(f'{key} must be {allowed}, got {target!r}')
+    return check_positive(key, target)
 
 
 @dataclass
@@ -149,14 +147,11 @@ class WeightRescaler:
         self._warned_zero: set = set()
         self._warned_clamp: set = set()
         for weight in weights:
-            norms = [u.norm for u in weight.uses
-                     if u.running_stats or (self.rescale_running_stats
-                                            and getattr(u.norm, 'running_var', None) is not None)]
-            unique = list({id(n): n for n in norms}.values())
             self.entries.append(RescaleEntry(
                 name=weight.name, param=weight.param, out_dim=weight.out_dim,
                 granularity=weight.granularity, num_units=weight.num_units,
-                target=self.target_norm, running_stat_norms=unique,
+                target=self.target_norm,
+                running_stat_norms=weight.compensated_norms(self.rescale_running_stats),
                 bias=weight.bias))
 
     @classmethod
@@ -192,9 +187,7 @@ class WeightRescaler:
         Used for weights whose norm is held by choice, not by invariance (e.g.
         FixNorm's classifier): nothing is compensated, the function changes.
         """
-        if granularity not in GRANULARITIES:
-            raise ValueError(f'granularity must be one of {GRANULARITIES}, '
-                             f'got {granularity!r}')
+        check_choice('granularity', granularity, GRANULARITIES)
         if any(entry.param is param for entry in self.entries):
             raise ValueError(f'{name} is already controlled')
         self.check_()  # recorded flags follow the unit layout, which changes here

@@ -7,14 +7,14 @@ from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 from torch import nn
 
 from mmwrs.core.controller import WRSController
-from mmwrs.core.discovery import _compile
-from mmwrs.core.penalties import _check_hparams
+from mmwrs.core.penalties import check_hparams
+from mmwrs.core.validation import compile_patterns
 
 from .example_batch import example_loss_forward
 from .hooks.eps_l2_hook import describe, penalty_step_pre_hook, select_targets
-from .hooks.wrs_hook import train_mode, unwrap_model
 from .optim_wrappers import WRSWrapperMixin
 from .param_groups import split_off_params_
+from .runner_utils import train_mode, unwrap_model
 
 # The wrapper type each stock type becomes, so that mmdet's ``train.py --amp``
 # (which sets 'AmpOptimWrapper') and mmseg's (which asserts 'OptimWrapper'
@@ -142,9 +142,9 @@ class EpsShiftedL2OptimWrapperConstructor:
                              "['eps', 'exclude', 'include', 'lam']")
         self.lam, self.eps = options.get('lam', 1e-4), options.get('eps', 1e-3)
         self.include, self.exclude = options.get('include'), options.get('exclude')
-        _check_hparams(self.lam, self.eps)
-        _compile(self.include, 'include')
-        _compile(self.exclude, 'exclude')
+        check_hparams(self.lam, self.eps)
+        compile_patterns(self.include, 'include')
+        compile_patterns(self.exclude, 'exclude')
         self.inner = build_inner_constructor(owner, cfg, paramwise_cfg)
 
     def __call__(self, model: nn.Module):

@@ -15,7 +15,7 @@ from torch import nn
 
 from mmwrs.core.controller import WRSController
 
-from .hooks.wrs_hook import unwrap_model
+from .runner_utils import unwrap_model
 
 STATE_KEY = 'wrs'
 

@@ -9,25 +9,9 @@ and momentum schedulers, which were built earlier and index groups by position,
 are re-indexed to match. Runs in ``before_run``: before the first step and
 before a resumed optimizer state is loaded, so the saved state matches.
 """
-from typing import Any, Dict, Iterable, List, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 import torch
-from mmengine.optim import OptimWrapperDict
-
-
-def optimizers_of(runner, wrappers: bool = False) -> Dict[str, Any]:
-    """The runner's torch optimizers (or, with ``wrappers``, their mmengine
-    wrappers) by name ('' when there is only one)."""
-    wrapper = runner.optim_wrapper
-    found = dict(wrapper.items()) if isinstance(wrapper, OptimWrapperDict) else {'': wrapper}
-    return found if wrappers else {name: w.optimizer for name, w in found.items()}
-
-
-def schedulers_of(runner, name: str) -> List[Any]:
-    schedulers = getattr(runner, 'param_schedulers', None) or []
-    if isinstance(schedulers, dict):
-        schedulers = schedulers.get(name, [])
-    return list(schedulers)
 
 
 def split_off_params_(optimizer: torch.optim.Optimizer,
@@ -65,10 +49,31 @@ def split_off_params_(optimizer: torch.optim.Optimizer,
     optimizer.param_groups.clear()
     for group in new_groups:
         optimizer.add_param_group(group)
-    for scheduler in schedulers:
-        name = scheduler.param_name
-        scheduler.base_values = [
-            overrides[name] if is_mine and name in overrides else scheduler.base_values[i]
-            for i, is_mine in origin]
-        scheduler._last_value = [g[name] for g in optimizer.param_groups]
+
+    def base_values(scheduler) -> List[Any]:
+        key = scheduler.param_name
+        return [overrides[key] if is_mine and key in overrides else scheduler.base_values[i]
+                for i, is_mine in origin]
+
+    reindex_schedulers_(schedulers, optimizer.param_groups, base_values)
     return moved
+
+
+def reindex_schedulers_(schedulers: Iterable[Any], param_groups: Sequence[Dict[str, Any]],
+                        base_values: Callable[[Any], Optional[List[Any]]]) -> None:
+    """Make mmengine param schedulers match param groups rebuilt after them.
+
+    mmengine's schedulers keep one base value and one last value per param
+    group, by position; both must follow when groups are split or replaced.
+
+    Args:
+        schedulers: The schedulers of the optimizer whose groups changed.
+        param_groups: Its new param groups.
+        base_values: Gives a scheduler's new ``base_values`` (one per group),
+            or None to keep the ones it has.
+    """
+    for scheduler in schedulers:
+        values = base_values(scheduler)
+        if values is not None:
+            scheduler.base_values = values
+        scheduler._last_value = [group[scheduler.param_name] for group in param_groups]

@@ -1,25 +1,22 @@
 """SGDP: SGD (with momentum) with projection of the radial update component.
 
-Heo et al., "AdamP: Slowing Down the Slowdown for Momentum Optimizers on
-Scale-invariant Weights", ICLR 2021. The numerics follow the authors'
-reference implementation, the ``adamp`` package 0.3.0 on PyPI, exactly; this
-is a clean rewrite whose projection test runs without host-device
-synchronisation, with an optional multi-tensor path. Needs only PyTorch.
+Heo et al., ICLR 2021 (see :mod:`mmwrs.optim.projection`). Reproduces
+``adamp.SGDP`` of the authors' ``adamp`` 0.3.0 package; pure PyTorch.
 """
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from .adamp import (ParamsT, _check_bool, _check_optional_bool,
-                    _check_projection_args, _check_unit_interval,
-                    _decay_factor, _foreach_mul_scalar_,
-                    _foreach_project_and_step, _projectable,
-                    _scale_, _use_foreach, project_radial)
+from mmwrs.core.validation import check_bool, check_unit_interval
+
+from .base import ParamsT, ProjectionOptimizer
+from .projection import (decay_factor, foreach_mul_scalar_, foreach_project_and_step,
+                         is_projectable, project_radial, scale_)
 
 __all__ = ['SGDP']
 
 
-class SGDP(torch.optim.Optimizer):
+class SGDP(ProjectionOptimizer):
     """SGD with the radial component of scale-invariant updates removed.
 
     Each step, for every parameter ``p`` with gradient ``g``:
@@ -28,7 +25,7 @@ class SGDP(torch.optim.Optimizer):
        so unlike :class:`torch.optim.SGD` the first step is damped too);
        ``d = g + momentum * buf`` if ``nesterov`` else ``d = buf``.
     2. If ``p`` has more than one dimension and behaves as scale-invariant
-       (see :func:`mmwrs.optim.adamp.project_radial`: channel-wise, then
+       (see :func:`mmwrs.optim.projection.project_radial`: channel-wise, then
        layer-wise cosine test with the raw gradient), the radial component
        of ``d`` is removed and the weight decay is multiplied by
        ``wd_ratio``.
@@ -64,19 +61,15 @@ class SGDP(torch.optim.Optimizer):
         project_buffer (bool): Keyword-only. With ``nesterov=False``, store
             the projected update as the momentum buffer, as the reference
             does. Default: True.
-        foreach (bool | None): Keyword-only. True: the multi-tensor step
-            (``torch._foreach_*`` ops; weights of the same shape, dtype and
-            device are tested and projected together), far fewer kernel
-            launches; it agrees with the reference up to rounding, not bit
-            for bit (batched reductions may sum in another order). False: the
-            reference's per-parameter operations, bit-identical to it.
-            None (default): True when all of a group's parameters are on
-            CUDA, else False.
+        foreach (bool | None): Keyword-only. The multi-tensor step, see
+            :class:`~mmwrs.optim.base.ProjectionOptimizer`. Default: None
+            (on when all of a group's parameters are on CUDA).
 
     Raises:
-        ValueError: If an argument (in the defaults or in a parameter group)
-            is out of range; the message names the argument and the value.
+        ValueError: An argument is out of range (see the base class).
     """
+
+    LATER_OPTIONS = {'project_buffer': True, 'foreach': None}
 
     def __init__(self,
                  params: ParamsT,
@@ -91,75 +84,21 @@ class SGDP(torch.optim.Optimizer):
                  *,
                  project_buffer: bool = True,
                  foreach: Optional[bool] = None):
-        defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
-                        weight_decay=weight_decay, nesterov=nesterov,
-                        eps=eps, delta=delta, wd_ratio=wd_ratio,
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                        nesterov=nesterov, eps=eps, delta=delta, wd_ratio=wd_ratio,
                         project_buffer=project_buffer, foreach=foreach)
-        self._check_group(defaults)
         super().__init__(params, defaults)
 
-    def __setstate__(self, state: Dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault('project_buffer', True)
-            group.setdefault('foreach', None)
+    @staticmethod
+    def check_group(group: Dict[str, Any]) -> None:
+        ProjectionOptimizer.check_group(group)
+        check_unit_interval('momentum', group['momentum'], high_inclusive=False)
+        check_unit_interval('dampening', group['dampening'], high_inclusive=True)
+        check_bool('project_buffer', group['project_buffer'])
 
     @staticmethod
-    def _check_group(group: Dict[str, Any]) -> None:
-        _check_projection_args(group)
-        _check_unit_interval('momentum', group['momentum'],
-                             high_inclusive=False)
-        _check_unit_interval('dampening', group['dampening'],
-                             high_inclusive=True)
-        _check_bool('project_buffer', group['project_buffer'])
-        _check_optional_bool('foreach', group['foreach'])
-
-    def add_param_group(self, param_group: Dict[str, Any]) -> None:
-        """Adds a parameter group after checking its (merged) arguments."""
-        merged = {k: v for k, v in self.defaults.items()}
-        merged.update({k: v for k, v in param_group.items() if k != 'params'})
-        self._check_group(merged)
-        super().add_param_group(param_group)
-
-    @torch.no_grad()
-    def step(self, closure: Optional[Callable[[], Any]] = None) -> Any:
-        """Performs a single optimization step.
-
-        Args:
-            closure (callable, optional): Re-evaluates the model and returns
-                the loss.
-
-        Returns:
-            The closure's loss, or None.
-        """
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-
-        for group in self.param_groups:
-            params, grads, bufs = [], [], []
-            for p in group['params']:
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
-                    raise RuntimeError('SGDP does not support sparse '
-                                       'gradients')
-                state = self.state[p]
-                if len(state) == 0:
-                    state['momentum'] = torch.zeros_like(
-                        p, memory_format=torch.preserve_format)
-                params.append(p)
-                grads.append(p.grad)
-                bufs.append(state['momentum'])
-            if not params:
-                continue
-            if _use_foreach(group['foreach'], params):
-                self._step_foreach(group, params, grads, bufs)
-            else:
-                for p, grad, buf in zip(params, grads, bufs):
-                    self._step_one(group, p, grad, buf)
-        return loss
+    def init_state(p: torch.Tensor) -> Dict[str, Any]:
+        return {'momentum': torch.zeros_like(p, memory_format=torch.preserve_format)}
 
     @staticmethod
     def _decays(group: Dict[str, Any]) -> Optional[Tuple[float, float]]:
@@ -173,14 +112,15 @@ class SGDP(torch.optim.Optimizer):
 
     @staticmethod
     def _step_one(group: Dict[str, Any], p: torch.Tensor, grad: torch.Tensor,
-                  buf: torch.Tensor) -> None:
+                  state: Dict[str, Any]) -> None:
         """The reference's per-parameter step (same operations, no sync)."""
         momentum, nesterov = group['momentum'], group['nesterov']
+        buf = state['momentum']
         buf.mul_(momentum).add_(grad, alpha=1 - group['dampening'])
         update = grad + momentum * buf if nesterov else buf
 
         projected = None
-        if _projectable(p):
+        if is_projectable(p):
             # In place when the update is a temporary (nesterov) or the buffer
             # the reference projects in place; a copy when the buffer stays.
             update, projected = project_radial(
@@ -188,23 +128,23 @@ class SGDP(torch.optim.Optimizer):
                 inplace=nesterov or group['project_buffer'])
         decays = SGDP._decays(group)
         if decays is not None:
-            _scale_(p, _decay_factor(projected, p, *decays))
+            scale_(p, decay_factor(projected, p, *decays))
         p.add_(update, alpha=-group['lr'])
 
     @staticmethod
     def _step_foreach(group: Dict[str, Any], params: List[torch.Tensor],
-                      grads: List[torch.Tensor],
-                      bufs: List[torch.Tensor]) -> None:
+                      grads: List[torch.Tensor], states: List[Dict[str, Any]]) -> None:
         """Multi-tensor step: same-shaped weights are projected together."""
         momentum, nesterov = group['momentum'], group['nesterov']
-        _foreach_mul_scalar_(bufs, momentum)
+        bufs = [state['momentum'] for state in states]
+        foreach_mul_scalar_(bufs, momentum)
         torch._foreach_add_(bufs, grads, alpha=1 - group['dampening'])
         if nesterov:
             updates = torch._foreach_add(grads,
                                          torch._foreach_mul(bufs, momentum))
         else:
             updates = bufs
-        _foreach_project_and_step(
+        foreach_project_and_step(
             params, grads, updates, delta=group['delta'], eps=group['eps'],
             step_size=group['lr'], decay=SGDP._decays(group),
             project_into=bufs if not nesterov and group['project_buffer']

@@ -5,9 +5,10 @@ import os.path as osp
 import pytest
 from mmengine.config import Config
 
-from mmwrs.experiments import experiments
 from mmwrs.launch import register_codebase
 from mmwrs.testing import build_model_from_cfg
+
+from experiments import experiments
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 # The experiment matrix (configs/<model>/) is covered by test_experiments.py,

@@ -17,12 +17,12 @@ from mmengine.hub import get_config
 from mmengine.registry import HOOKS
 from mmengine.runner import Runner
 
-from mmwrs.experiments import (SETTINGS, experiment_config_text, experiments, final_metrics,
-                               primary_metric)
 from mmwrs.launch import register_codebase
 from mmwrs.testing import build_model_from_cfg, without_pretrained
 
 from conftest import REPO, load_tool, tiny_options
+from experiments import (SETTINGS, experiment_config_text, experiments, final_metrics,
+                         primary_metric)
 
 EXPERIMENTS = experiments()
 IDS = [osp.basename(e.path)[:-3] for e in EXPERIMENTS]

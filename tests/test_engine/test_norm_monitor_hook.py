@@ -18,7 +18,6 @@ from mmengine.runner import Runner
 
 from mmwrs.engine import NormMonitorHook
 from mmwrs.launch import register_codebase
-from mmwrs.testing import DumpWeightsHook  # noqa: F401  (registers it)
 
 from conftest import SEG_DEMO
 
@@ -35,7 +34,6 @@ OPTIONS = {
 }
 
 
-@HOOKS.register_module(force=True)
 class RecordMonitoredHook(Hook):
     """Records the monitored weights, their group lr and gradient, per iteration."""
 
@@ -71,6 +69,14 @@ class RecordMonitoredHook(Hook):
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         self.after.append({n: p.detach().double().clone()
                            for n, p in self._named(runner).items()})
+
+
+@pytest.fixture(autouse=True)
+def test_hooks(dump_weights_hook):
+    """The test-only hooks, registered for each test and removed after it."""
+    HOOKS.register_module(module=RecordMonitoredHook)
+    yield
+    HOOKS._module_dict.pop('RecordMonitoredHook', None)
 
 
 def _run(make_cfg, overlay, hooks, work_dir, **options):

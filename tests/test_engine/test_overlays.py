@@ -69,8 +69,7 @@ def test_wrs_on_weight_standardized_layers_is_refused_with_reason(make_cfg):
         runner.train()
 
 
-def test_fixnorm_holds_all_norms_and_no_decay(make_cfg):
-    from mmwrs.testing import DumpWeightsHook  # noqa: F401  (registers it)
+def test_fixnorm_holds_all_norms_and_no_decay(make_cfg, dump_weights_hook):
     cfg = make_cfg(SEG_DEMO, ['fixnorm'], iters=3)
     cfg.custom_hooks[0]['classifier_norm'] = 2.0
     cfg.custom_hooks.append(dict(type='DumpWeightsHook'))

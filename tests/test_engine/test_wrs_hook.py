@@ -4,9 +4,11 @@ import torch
 from mmengine.runner import Runner
 
 from mmwrs.launch import register_codebase
-from mmwrs.testing import DumpWeightsHook
 
 from conftest import DET_DEMO, DETERMINISTIC_SEG, SEG_DEMO
+from dump_weights_hook import DumpWeightsHook
+
+pytestmark = pytest.mark.usefixtures('dump_weights_hook')
 
 
 def _runner(cfg):

@@ -1,95 +1,14 @@
 """AdamP against the reference implementation (``adamp`` 0.3.0)."""
 import copy
-import math
 
 import adamp
 import pytest
 import torch
-from torch import nn
-from torch.nn import functional as F
 
 from mmwrs.optim import AdamP, project_radial
 
-STEPS = 25
-RTOL = 1e-6
-
-
-# ---------------------------------------------------------------------------
-# Helpers (kept local so the test files stay independent)
-# ---------------------------------------------------------------------------
-def rel_dev(ours, ref):
-    """max |ours - ref| / max |ref| (per tensor)."""
-    scale = ref.abs().max().clamp_min(1e-30)
-    return ((ours - ref).abs().max() / scale).item()
-
-
-def make_model(seed=0):
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8),
-        nn.ReLU(), nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16),
-        nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 5))
-
-
-def model_step(model, opt, x, y):
-    opt.zero_grad()
-    F.cross_entropy(model(x), y).backward()
-    opt.step()
-
-
-def branch_of(w, g, delta=0.1):
-    """Independent classification of the reference's projection branch."""
-    wc, gc = w.reshape(w.shape[0], -1), g.reshape(w.shape[0], -1)
-    cos_c = ((wc * gc).sum(1) / (wc.norm(dim=1) * gc.norm(dim=1))).abs()
-    if cos_c.max() < delta / math.sqrt(wc.shape[1]):
-        return 'channel'
-    cos_l = (w * g).sum().abs() / (w.norm() * g.norm())
-    if cos_l < delta / math.sqrt(w.numel()):
-        return 'layer'
-    return 'none'
-
-
-def synthetic_grad(w, noise, mode):
-    """A gradient for ``w`` that hits a given projection branch."""
-    if mode == 'channel':
-        wc, nc = w.reshape(w.shape[0], -1), noise.reshape(w.shape[0], -1)
-        coef = (wc * nc).sum(1, keepdim=True) / (wc * wc).sum(1, keepdim=True)
-        return (nc - coef * wc).reshape(w.shape)
-    if mode == 'layer':
-        return noise - (w * noise).sum() / (w * w).sum() * w
-    if mode == 'none':
-        return noise + w * (noise.norm() / w.norm())
-    return noise
-
-
-RAW_CASES = [
-    ('chan2d', (6, 20), 'channel', 'channel'),
-    ('chan4d', (8, 4, 3, 3), 'channel', 'channel'),
-    ('layer2d', (6, 20), 'layer', 'layer'),
-    ('layer4d', (8, 4, 3, 3), 'layer', 'layer'),
-    ('none2d', (6, 20), 'none', 'none'),
-    ('none4d', (8, 4, 3, 3), 'none', 'none'),
-    ('bias', (8, ), 'any', None),
-]
-
-
-def raw_run(opt_cls, kwargs, dtype, steps=STEPS, check_branches=False):
-    gen = torch.Generator().manual_seed(1)
-    params = [
-        torch.randn(shape, generator=gen, dtype=dtype).requires_grad_()
-        for _, shape, _, _ in RAW_CASES
-    ]
-    opt = opt_cls(params, **kwargs)
-    gen = torch.Generator().manual_seed(2)
-    for _ in range(steps):
-        for p, (_, shape, mode, expected) in zip(params, RAW_CASES):
-            noise = torch.randn(shape, generator=gen, dtype=dtype)
-            p.grad = synthetic_grad(p.detach(), noise, mode)
-            if check_branches and expected is not None:
-                assert branch_of(p.detach(), p.grad) == expected
-        opt.step()
-    return params, opt
-
+from optim_testing import (RAW_CASES, RTOL, STEPS, batches, cfg_id, channel_cos, make_model,
+                           model_step, raw_run, rel_dev, synthetic_grad, train_with_reference)
 
 ADAMP_CONFIGS = [
     dict(lr=1e-2, nesterov=False, weight_decay=0),
@@ -101,26 +20,13 @@ ADAMP_CONFIGS = [
 ]
 
 
-def cfg_id(cfg):
-    return ','.join(f'{k}={v}' for k, v in cfg.items())
-
-
 # ---------------------------------------------------------------------------
 # Agreement with the reference
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize('foreach', [False, True])
 @pytest.mark.parametrize('cfg', ADAMP_CONFIGS, ids=cfg_id)
 def test_matches_reference_on_conv_bn_model(cfg, foreach):
-    model = make_model()
-    ours, ref = copy.deepcopy(model), copy.deepcopy(model)
-    opt_ours = AdamP(ours.parameters(), foreach=foreach, **cfg)
-    opt_ref = adamp.AdamP(ref.parameters(), **cfg)
-    gen = torch.Generator().manual_seed(3)
-    for _ in range(STEPS):
-        x = torch.randn(8, 3, 8, 8, generator=gen)
-        y = torch.randint(0, 5, (8, ), generator=gen)
-        model_step(ours, opt_ours, x, y)
-        model_step(ref, opt_ref, x, y)
+    model, ours, ref, opt_ours, opt_ref = train_with_reference(AdamP, adamp.AdamP, cfg, foreach)
     for (name, po), pr, p0 in zip(ours.named_parameters(), ref.parameters(),
                                   model.parameters()):
         assert rel_dev(po.detach(), pr.detach()) <= RTOL, name
@@ -138,9 +44,9 @@ def test_matches_reference_on_raw_tensors(cfg, dtype, foreach):
     # foreach=True stacks the three (6, 20) and the three (8, 4, 3, 3)
     # weights, each trio with a channel-wise, a layer-wise and a
     # non-projected member, so one batch takes all three branches.
-    ours, _ = raw_run(AdamP, dict(cfg, foreach=foreach), dtype,
-                      check_branches=True)
-    ref, _ = raw_run(adamp.AdamP, cfg, dtype)
+    ours, _, _ = raw_run(AdamP, dict(cfg, foreach=foreach), dtype,
+                         check_branches=True)
+    ref, _, _ = raw_run(adamp.AdamP, cfg, dtype)
     for p_o, p_r, (name, *_) in zip(ours, ref, RAW_CASES):
         assert rel_dev(p_o.detach(), p_r.detach()) <= RTOL, name
 
@@ -172,11 +78,6 @@ def test_wd_ratio_applies_only_to_projected_params():
 # ---------------------------------------------------------------------------
 # The projection is really exercised
 # ---------------------------------------------------------------------------
-def channel_cos(delta_w, w):
-    d, wc = delta_w.reshape(w.shape[0], -1), w.reshape(w.shape[0], -1)
-    return ((d * wc).sum(1) / (d.norm(dim=1) * wc.norm(dim=1))).abs().max()
-
-
 @pytest.mark.parametrize('foreach', [False, True])
 @pytest.mark.parametrize('nesterov', [False, True])
 def test_update_of_scale_invariant_weight_is_orthogonal(nesterov, foreach):
@@ -187,10 +88,7 @@ def test_update_of_scale_invariant_weight_is_orthogonal(nesterov, foreach):
     opt = AdamP(ours.parameters(), lr=1e-2, nesterov=nesterov,
                 foreach=foreach)
     opt_plain = torch.optim.Adam(plain.parameters(), lr=1e-2)
-    gen = torch.Generator().manual_seed(5)
-    for _ in range(5):
-        x = torch.randn(8, 3, 8, 8, generator=gen)
-        y = torch.randint(0, 5, (8, ), generator=gen)
+    for x, y in batches(5, seed=5):
         snap = [m.weight.detach().clone() for m in (ours[0], ours[3])]
         snap_plain = [m.weight.detach().clone() for m in (plain[0], plain[3])]
         model_step(ours, opt, x, y)
@@ -226,113 +124,6 @@ def test_project_radial_branches():
             assert radial.abs().max() < 1e-6
             assert (u * w).reshape(rows, -1).sum(1).abs().max() > 1e-3
     assert torch.equal(u, u0)  # the input update is not modified in place
-
-
-# ---------------------------------------------------------------------------
-# Misc behaviour
-# ---------------------------------------------------------------------------
-def test_skips_params_without_grad_and_returns_closure_loss():
-    a = torch.randn(4, 3, requires_grad=True)
-    b = torch.randn(4, 3, requires_grad=True)
-    opt = AdamP([a, b])
-    b_before = b.detach().clone()
-
-    def closure():
-        opt.zero_grad()
-        loss = (a * torch.arange(12.).view(4, 3)).sum()
-        loss.backward()
-        return loss
-
-    loss = opt.step(closure)
-    assert isinstance(loss, torch.Tensor)
-    assert torch.equal(b.detach(), b_before)
-    assert b not in opt.state and a in opt.state
-
-
-def test_state_dict_round_trip():
-    model = make_model()
-    opt = AdamP(model.parameters(), lr=1e-2, weight_decay=1e-2)
-    x, y = torch.randn(4, 3, 8, 8), torch.randint(0, 5, (4, ))
-    model_step(model, opt, x, y)
-    clone = copy.deepcopy(model)
-    opt2 = AdamP(clone.parameters(), lr=1e-2, weight_decay=1e-2)
-    opt2.load_state_dict(copy.deepcopy(opt.state_dict()))
-    model_step(model, opt, x, y)
-    model_step(clone, opt2, x, y)
-    for p, q in zip(model.parameters(), clone.parameters()):
-        assert torch.equal(p, q)
-
-
-@pytest.mark.parametrize('foreach', [False, True])
-def test_missing_grads_and_mixed_dtypes_match_reference(foreach):
-    """Parameters that skip steps (so their step counts differ), same shapes
-    with different dtypes, and a 1-D parameter, in one group."""
-    cfg = dict(lr=1e-2, weight_decay=1e-1)
-    gen = torch.Generator().manual_seed(7)
-    init = [torch.randn(6, 20, generator=gen) for _ in range(3)]
-    init += [torch.randn(6, generator=gen)]
-    dtypes = [torch.float32, torch.float32, torch.float64, torch.float32]
-
-    def run(opt_cls, **extra):
-        params = [t.to(dt, copy=True).requires_grad_()
-                  for t, dt in zip(init, dtypes)]
-        opt = opt_cls(params, **cfg, **extra)
-        g = torch.Generator().manual_seed(8)
-        for step in range(12):
-            for i, p in enumerate(params):
-                noise = torch.randn(p.shape, generator=g).to(p.dtype)
-                skip = i == 1 and step in (0, 1, 5)
-                p.grad = None if skip else synthetic_grad(
-                    p.detach(), noise, 'channel' if p.dim() > 1 else 'any')
-            opt.step()
-        return params
-
-    for p_o, p_r in zip(run(AdamP, foreach=foreach), run(adamp.AdamP)):
-        assert p_o.dtype == p_r.dtype
-        assert rel_dev(p_o.detach(), p_r.detach()) <= RTOL
-
-
-@pytest.mark.parametrize('foreach', [False, True])
-@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
-def test_half_precision_params_match_reference(dtype, foreach):
-    """The decay factor (e.g. 0.995) is applied in float32, as the
-    reference's Python-float multiply does, not rounded to half first: the
-    per-parameter path is bit-identical; the multi-tensor path's stacked
-    half-precision reductions round differently, within a few ulps."""
-    cfg = dict(lr=1e-2, weight_decay=0.5, eps=1e-3)  # 1e-8 underflows fp16
-    ours, _ = raw_run(AdamP, dict(cfg, foreach=foreach), dtype, steps=10)
-    ref, _ = raw_run(adamp.AdamP, cfg, dtype, steps=10)
-    for p_o, p_r, (name, *_) in zip(ours, ref, RAW_CASES):
-        assert p_o.dtype == dtype
-        if foreach:
-            tol = 8 * torch.finfo(dtype).eps
-            assert rel_dev(p_o.detach().double(), p_r.detach().double()) <= tol
-        else:
-            assert torch.equal(p_o, p_r), name
-
-
-def test_foreach_batches_large_buckets(monkeypatch):
-    """Same results when same-shaped weights are split into several
-    stacked batches."""
-    from mmwrs.optim import adamp as adamp_module
-    monkeypatch.setattr(adamp_module, '_MAX_STACK_NUMEL', 150)
-    cfg = dict(lr=1e-2, weight_decay=0.5)
-    ours, _ = raw_run(AdamP, dict(cfg, foreach=True), torch.float64)
-    ref, _ = raw_run(adamp.AdamP, cfg, torch.float64)
-    for p_o, p_r, (name, *_) in zip(ours, ref, RAW_CASES):
-        assert rel_dev(p_o.detach(), p_r.detach()) <= RTOL, name
-
-
-def test_foreach_default_is_per_parameter_on_cpu(monkeypatch):
-    calls = []
-    monkeypatch.setattr(AdamP, '_step_foreach',
-                        staticmethod(lambda *a: calls.append('foreach')))
-    p = torch.randn(3, 4, requires_grad=True)
-    p.grad = torch.randn(3, 4)
-    AdamP([p], lr=0.1).step()
-    assert calls == []
-    AdamP([p], lr=0.1, foreach=True).step()
-    assert calls == ['foreach']
 
 
 # ---------------------------------------------------------------------------

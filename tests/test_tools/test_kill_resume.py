@@ -9,13 +9,13 @@ import time
 
 import torch
 
-from conftest import DETERMINISTIC_SEG, REPO, SEG_DEMO
+from conftest import DETERMINISTIC_SEG, PYTHONPATH, REPO, SEG_DEMO
 
 DETERMINISTIC = dict(DETERMINISTIC_SEG, **{'default_hooks.checkpoint.interval': 2})
 
 
 def _train(config, work_dir, *extra, wait=True):
-    env = dict(os.environ, PYTHONPATH=REPO)
+    env = dict(os.environ, PYTHONPATH=PYTHONPATH)
     command = [sys.executable, 'tools/train.py', config, '--work-dir', str(work_dir), *extra]
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
@@ -28,7 +28,8 @@ def _train(config, work_dir, *extra, wait=True):
 def test_sigkill_then_resume_auto_matches_uninterrupted_run(make_cfg, tmp_path):
     cfg = make_cfg(SEG_DEMO, ['wrs'], iters=8, **DETERMINISTIC)
     cfg.custom_hooks = list(cfg.custom_hooks) + [dict(type='DumpWeightsHook')]
-    cfg.custom_imports = dict(imports=['mmwrs', 'mmwrs.testing'], allow_failed_imports=False)
+    cfg.custom_imports = dict(imports=['mmwrs', 'register_dump_weights_hook'],
+                              allow_failed_imports=False)
     config = str(tmp_path / 'kill_cfg.py')
     cfg.dump(config)
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, SEG_DEMO
+from conftest import PYTHONPATH, REPO, SEG_DEMO
 
 CLUSTER = osp.join(REPO, 'tools', 'slurm', 'cluster.sh')
 
@@ -38,13 +38,13 @@ def test_srun_runs_two_tasks(slurm_env):
 def test_slurm_train_two_tasks_keep_weights_identical(slurm_env, make_cfg, tmp_path):
     cfg = make_cfg(SEG_DEMO, ['wrs'], iters=3, custom_hooks=[
         dict(type='WRSHook'), dict(type='DumpWeightsHook')],
-        custom_imports=dict(imports=['mmwrs', 'mmwrs.testing'], allow_failed_imports=False))
+        custom_imports=dict(imports=['mmwrs', 'register_dump_weights_hook'], allow_failed_imports=False))
     config = str(tmp_path / 'slurm_cfg.py')
     cfg.dump(config)
     work_dir = tmp_path / 'work'
     env = dict(slurm_env, GPUS='2', GPUS_PER_NODE='2', CPUS_PER_TASK='1', USE_GRES='0',
                PYTHON=sys.executable, MASTER_PORT=str(29700 + os.getpid() % 200),
-               PYTHONPATH=REPO)
+               PYTHONPATH=PYTHONPATH)
     result = subprocess.run(['bash', osp.join(REPO, 'tools', 'slurm_train.sh'), 'debug',
                              'mmwrs-test', config, str(work_dir)],
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=900)

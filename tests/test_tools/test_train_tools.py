@@ -9,11 +9,11 @@ import torch
 
 from mmwrs.launch import amp_wrapper_type
 
-from conftest import DET_DEMO, REPO, SEG_DEMO
+from conftest import DET_DEMO, PYTHONPATH, REPO, SEG_DEMO
 
 
 def _run(args, extra_env=None):
-    env = dict(os.environ, PYTHONPATH=REPO, **(extra_env or {}))
+    env = dict(os.environ, PYTHONPATH=PYTHONPATH, **(extra_env or {}))
     return subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=900)
 
@@ -80,7 +80,7 @@ def test_amp_refuses_to_replace_another_wrapper():
 def test_two_process_gloo_training_keeps_ranks_identical(make_cfg, tmp_path):
     cfg, path = _dumped(make_cfg, tmp_path, SEG_DEMO, ['wrs'], 3, custom_hooks=[
         dict(type='WRSHook'), dict(type='DumpWeightsHook')],
-        custom_imports=dict(imports=['mmwrs', 'mmwrs.testing'], allow_failed_imports=False))
+        custom_imports=dict(imports=['mmwrs', 'register_dump_weights_hook'], allow_failed_imports=False))
     work_dir = tmp_path / 'dist'
     env = dict(PYTHON=sys.executable, PORT=str(29500 + os.getpid() % 1000))
     result = _run(['bash', 'tools/dist_train.sh', path, '2', '--work-dir', str(work_dir)], env)

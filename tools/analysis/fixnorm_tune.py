@@ -38,8 +38,9 @@ import time
 from typing import Dict, List, Optional, Sequence
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, REPO)
-from mmwrs.experiments import METRIC_KEYS, compose, final_metrics  # noqa: E402
+# This checkout's mmwrs, and experiments.py beside this file.
+sys.path[:0] = [REPO, osp.dirname(osp.abspath(__file__))]
+from experiments import METRIC_KEYS, compose, final_metrics  # noqa: E402
 
 RESULTS = 'fixnorm_tune.json'
 LR_FACTORS = (0.5, 1.0, 2.0)
@@ -76,7 +77,7 @@ def prepare_config(config: str, out_dir: str):
     """The config to train and the index of its FixNormHook in ``custom_hooks``.
 
     A config without a FixNormHook is composed with the fixnorm overlay (the
-    mmwrs.experiments.compose way); one whose ``custom_hooks`` already hold one is used as is.
+    experiments.compose way); one whose ``custom_hooks`` already hold one is used as is.
 
     Raises:
         FileNotFoundError: ``config`` does not exist.

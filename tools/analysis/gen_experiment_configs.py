@@ -1,7 +1,7 @@
 """Write the experiment configs of the paper's matrix and their table.
 
 The matrix (models x regularizer settings) is defined once, in
-``mmwrs/experiments.py``; this writes ``configs/<model>/<name>.py`` for each
+``tools/analysis/experiments.py``; this writes ``configs/<model>/<name>.py`` for each
 entry and the table between the markers in ``configs/README.md``, so the
 files and the table cannot drift apart.
 
@@ -14,9 +14,10 @@ import os.path as osp
 import sys
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, REPO)
-from mmwrs.experiments import (TABLE_BEGIN, TABLE_END, experiment_config_text,  # noqa: E402
-                               experiment_table, experiments)
+# This checkout's mmwrs, and experiments.py beside this file.
+sys.path[:0] = [REPO, osp.dirname(osp.abspath(__file__))]
+from experiments import (TABLE_BEGIN, TABLE_END, experiment_config_text,  # noqa: E402
+                         experiment_table, experiments)
 
 README = osp.join(REPO, 'configs', 'README.md')
 

@@ -8,7 +8,7 @@ all on the same schedule, and reports the final metric as mean ± std over
 seeds per setting and the spread across the decay values.
 
 Each run is ``tools/train.py`` on the config composed with the overlay
-(``mmwrs.experiments.compose``), with ``--cfg-options`` for the decay
+(``experiments.compose``), with ``--cfg-options`` for the decay
 (``optim_wrapper.optimizer.weight_decay``), the seed (``randomness.seed``), the
 schedule (``--iters``) and yours. Layout of ``--sweep-dir``::
 
@@ -40,9 +40,12 @@ import time
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, REPO)
-from mmwrs.experiments import (compose, final_metrics, overlay_path,  # noqa: E402
-                               primary_metric)
+# This checkout's mmwrs, and experiments.py beside this file (also when the
+# file is loaded by path, as the tests do, not run as a script).
+sys.path[:0] = [REPO, osp.dirname(osp.abspath(__file__))]
+from experiments import compose, final_metrics, overlay_path, primary_metric  # noqa: E402
+
+from mmwrs.fileio import write_atomic  # noqa: E402
 
 DECAYS = (1e-5, 5e-5, 1e-4, 5e-4, 1e-3)
 DONE = 'done.json'
@@ -72,16 +75,6 @@ def plan(decays: Sequence[float], seeds: Sequence[int],
     return runs
 
 
-def write_json_atomic(path: str, data) -> None:
-    """Write JSON so that a reader (or a kill) never sees a partial file."""
-    tmp = f'{path}.tmp{os.getpid()}'
-    with open(tmp, 'w') as f:
-        json.dump(data, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def read_done(work_dir: str) -> Optional[dict]:
     path = osp.join(work_dir, DONE)
     if not osp.isfile(path):
@@ -102,7 +95,7 @@ def mark_done(work_dir: str, seconds: Optional[float] = None) -> dict:
         raise RuntimeError(f'{work_dir}: no final metric in any */vis_data/scalars.json; '
                            'did the run reach its validation (train_cfg.val_interval)?')
     record = dict(metrics=metrics, seconds=seconds, finished=time.time())
-    write_json_atomic(osp.join(work_dir, DONE), record)
+    write_atomic(osp.join(work_dir, DONE), json.dumps(record, indent=1))
     return record
 
 
@@ -316,7 +309,7 @@ class Sweep:
             entry['mean'], entry['std'] = mean_std(entry['values'])
         results = dict(config=self.config, metric=metric, settings=settings,
                        done=len(records), total=len(self.runs))
-        write_json_atomic(osp.join(self.sweep_dir, 'results.json'), results)
+        write_atomic(osp.join(self.sweep_dir, 'results.json'), json.dumps(results, indent=1))
         with open(osp.join(self.sweep_dir, 'results.md'), 'w') as f:
             f.write(results_table(results))
         plot(results, osp.join(self.sweep_dir, 'results.png'))

@@ -4,19 +4,18 @@ from typing import List, Optional, Sequence
 import torch
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
-from mmengine.runner import BaseLoop
 from torch.nn.modules.conv import _ConvNd
 
-from mmwrs.core.discovery import _compile
-from mmwrs.core.penalties import _check_hparams, add_eps_shifted_l2_grad_
+from mmwrs.core.penalties import add_eps_shifted_l2_grad_, check_hparams
+from mmwrs.core.validation import compile_patterns, matches
 
-from ..param_groups import optimizers_of, schedulers_of, split_off_params_
-from .wrs_hook import unwrap_model
+from ..runner_utils import is_training_run, optimizers_of, split_off_in_runner_, unwrap_model
 
 
 def eps_l2_targets(model: torch.nn.Module, include=None, exclude=None):
     """``(name, weight)`` of every trainable, non-depthwise, non-transposed conv."""
-    include_re, exclude_re = _compile(include, 'include'), _compile(exclude, 'exclude')
+    include_re = compile_patterns(include, 'include')
+    exclude_re = compile_patterns(exclude, 'exclude')
     targets = []
     for module_name, module in model.named_modules():
         if not isinstance(module, _ConvNd) or module.transposed:
@@ -26,9 +25,7 @@ def eps_l2_targets(model: torch.nn.Module, include=None, exclude=None):
         depthwise = module.groups > 1 and module.groups == module.in_channels
         if depthwise or not weight.requires_grad:
             continue
-        if include_re and not any(p.search(name) for p in include_re):
-            continue
-        if exclude_re and any(p.search(name) for p in exclude_re):
+        if not matches(name, include_re, exclude_re):
             continue
         targets.append((name, weight))
     return targets
@@ -85,22 +82,20 @@ class EpsShiftedL2Hook(Hook):
     def __init__(self, lam: float = 1e-4, eps: float = 1e-3,
                  include: Optional[Sequence[str]] = None,
                  exclude: Optional[Sequence[str]] = None):
-        _check_hparams(lam, eps)
-        _compile(include, 'include')
-        _compile(exclude, 'exclude')
+        check_hparams(lam, eps)
+        compile_patterns(include, 'include')
+        compile_patterns(exclude, 'exclude')
         self.lam, self.eps = lam, eps
         self.include, self.exclude = include, exclude
         self.params: List[torch.nn.Parameter] = []
         self._handles = []
 
     def before_run(self, runner) -> None:
-        if not isinstance(getattr(runner, '_train_loop', None), BaseLoop):
+        if not is_training_run(runner):
             return
         self.params = select_targets(unwrap_model(runner.model), self.include,
                                      self.exclude, type(self).__name__)
-        for name, optimizer in optimizers_of(runner).items():
-            split_off_params_(optimizer, self.params, {'weight_decay': 0.0},
-                              schedulers_of(runner, name))
+        split_off_in_runner_(runner, self.params, {'weight_decay': 0.0})
         runner.logger.info(describe(type(self).__name__, self.lam, self.eps, self.params))
 
     def before_train(self, runner) -> None:

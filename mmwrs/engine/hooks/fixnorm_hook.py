@@ -3,7 +3,7 @@ from typing import Sequence, Union
 
 from mmengine.registry import HOOKS
 
-from ..param_groups import optimizers_of
+from ..runner_utils import optimizers_of
 from .wrs_hook import WRSHook
 
 # The class-logit layers of mmdet / mmseg heads (METHODS.md's decision).

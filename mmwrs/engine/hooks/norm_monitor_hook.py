@@ -3,14 +3,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.hooks import Hook, LoggerHook
-from mmengine.optim import OptimWrapperDict
 from mmengine.registry import HOOKS
 
 from mmwrs.core import WeightRescaler, discover_scale_invariant, stats
-from mmwrs.core.discovery import _compile
+from mmwrs.core.validation import check_positive_int, compile_patterns, matches
 
-from ..param_groups import optimizers_of
-from .wrs_hook import loss_forward, sample_batch, train_mode, unwrap_model
+from ..runner_utils import (discovery_forward, optim_wrappers_of, optimizers_of, train_mode,
+                            unwrap_model)
 
 # Aggregate statistics per quantity, pushed to the message hub as 'train/<stat>/<quantity>'.
 AGGREGATES = {
@@ -96,13 +95,12 @@ class NormMonitorHook(Hook):
                  per_layer: bool = True,
                  include: Optional[Sequence[str]] = None,
                  exclude: Optional[Sequence[str]] = None):
-        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
-            raise ValueError(f'{type(self).__name__}: interval must be a positive integer '
-                             f'(log every N iterations), got {interval!r}')
-        self.interval = interval
+        owner = type(self).__name__
+        self.interval = check_positive_int(f'{owner}: interval', interval,
+                                           '(log every N iterations)')
         self.per_layer = bool(per_layer)
-        self.include = _compile(include, f'{type(self).__name__}.include')
-        self.exclude = _compile(exclude, f'{type(self).__name__}.exclude')
+        self.include = compile_patterns(include, f'{owner}.include')
+        self.exclude = compile_patterns(exclude, f'{owner}.exclude')
         self.names: List[str] = []
         self.params: List[torch.nn.Parameter] = []
         self.out_dims: List[int] = []
@@ -123,9 +121,7 @@ class NormMonitorHook(Hook):
             rescaler = getattr(hook, 'rescaler', None)
             if isinstance(rescaler, WeightRescaler) and len(rescaler):
                 return type(hook).__name__, rescaler
-        wrapper = runner.optim_wrapper
-        wrappers = wrapper.values() if isinstance(wrapper, OptimWrapperDict) else [wrapper]
-        for wrapper in wrappers:
+        for wrapper in optim_wrappers_of(runner).values():
             rescaler = getattr(getattr(wrapper, 'wrs', None), 'rescaler', None)
             if isinstance(rescaler, WeightRescaler) and len(rescaler):
                 return type(wrapper).__name__, rescaler
@@ -133,9 +129,8 @@ class NormMonitorHook(Hook):
 
     def _discover(self, runner) -> List[Tuple[str, torch.nn.Parameter, int]]:
         model = unwrap_model(runner.model)
-        batch = sample_batch(runner.train_dataloader)
         with train_mode(model):  # as WRSHook traces: norm_eval decides what is invariant
-            result = discover_scale_invariant(model, loss_forward(model, batch))
+            result = discover_scale_invariant(model, discovery_forward(runner))
         return [(w.name, w.param, w.out_dim) for w in result.invariant]
 
     def before_train(self, runner) -> None:
@@ -147,9 +142,7 @@ class NormMonitorHook(Hook):
         else:
             self.source = 'discovery'
             weights = self._discover(runner)
-        weights = [w for w in weights
-                   if not any(p.search(w[0]) for p in self.exclude)
-                   and (not self.include or any(p.search(w[0]) for p in self.include))]
+        weights = [w for w in weights if matches(w[0], self.include, self.exclude)]
         self.names = [w[0] for w in weights]
         self.params = [w[1] for w in weights]
         self.out_dims = [w[2] for w in weights]

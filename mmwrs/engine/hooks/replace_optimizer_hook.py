@@ -4,9 +4,11 @@ from typing import Optional
 
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS, OPTIMIZERS
-from mmengine.runner import BaseLoop
 
-from ..param_groups import optimizers_of, schedulers_of
+from mmwrs.core.validation import check_min
+
+from ..param_groups import reindex_schedulers_
+from ..runner_utils import is_training_run, optim_wrappers_of, schedulers_of
 
 
 @HOOKS.register_module()
@@ -39,17 +41,16 @@ class ReplaceOptimizerHook(Hook):
         if isinstance(optimizer_type, str) and OPTIMIZERS.get(optimizer_type) is None:
             raise ValueError(f'ReplaceOptimizerHook: unknown optimizer type '
                              f'{optimizer_type!r}; registered: see mmengine OPTIMIZERS')
-        if lr is not None and not lr > 0:
-            raise ValueError(f'ReplaceOptimizerHook: lr must be > 0, got {lr!r}')
+        if lr is not None:
+            check_min('ReplaceOptimizerHook: lr', lr, 0.0, inclusive=False)
         self.optimizer_cfg = copy.deepcopy(optimizer)
         self.lr = lr
 
     def before_run(self, runner) -> None:
-        if not isinstance(getattr(runner, '_train_loop', None), BaseLoop):
+        if not is_training_run(runner):
             return
-        wrapper = runner.optim_wrapper
-        wrappers = dict(wrapper.items()) if hasattr(wrapper, 'items') else {'': wrapper}
-        for name, old in optimizers_of(runner).items():
+        for name, wrapper in optim_wrappers_of(runner).items():
+            old = wrapper.optimizer
             options = {k: v for k, v in self.optimizer_cfg.items() if k != 'type'}
             ratio = self.lr / old.defaults['lr'] if self.lr is not None else 1.0
             groups = []
@@ -62,14 +63,19 @@ class ReplaceOptimizerHook(Hook):
             optimizer_cls = OPTIMIZERS.get(self.optimizer_cfg['type'])
             defaults = dict(options, lr=old.defaults['lr'] * ratio)
             new = optimizer_cls(groups, **defaults)
-            wrappers[name].optimizer = new
-            for scheduler in schedulers_of(runner, name):
-                key = 'initial_' + scheduler.param_name
-                if all(key in g for g in new.param_groups):
-                    scheduler.base_values = [g[key] for g in new.param_groups]
-                scheduler._last_value = [g[scheduler.param_name] for g in new.param_groups]
+            wrapper.optimizer = new
+            reindex_schedulers_(schedulers_of(runner, name), new.param_groups,
+                                lambda scheduler: _initial_values(scheduler, new.param_groups))
             runner.logger.info(f'ReplaceOptimizerHook: {type(old).__name__} -> '
                                f'{type(new).__name__} ({len(new.param_groups)} param '
                                f'groups kept, options {options}'
                                + (f', base lr x{ratio:g}' if ratio != 1.0 else '') + ')')
 
+
+def _initial_values(scheduler, param_groups) -> Optional[list]:
+    """The schedule's base values of the rebuilt groups: their ``initial_*``
+    values, when every group has one (mmengine sets them at scheduler build)."""
+    key = 'initial_' + scheduler.param_name
+    if all(key in group for group in param_groups):
+        return [group[key] for group in param_groups]
+    return None

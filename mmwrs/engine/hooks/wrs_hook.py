@@ -1,69 +1,14 @@
 """The hook that runs Weight Rescaling inside mmengine's Runner."""
-import contextlib
-import random
-from typing import Any, Optional
+from typing import Optional
 
-import numpy as np
-import torch
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
-from mmengine.runner import BaseLoop
 
 from mmwrs.core import WeightRescaler
 from mmwrs.core.controller import WRSController
 
-from ..param_groups import optimizers_of, schedulers_of, split_off_params_
-
-
-def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if is_model_wrapper(model) else model
-
-
-def sample_batch(dataloader) -> Any:
-    """Collate the first samples of ``dataloader``'s dataset into one batch.
-
-    Reads the dataset directly, leaving the sampler's iteration state alone,
-    and restores Python's and numpy's RNGs that random augmentations consume,
-    so tracing does not change what training sees.
-    """
-    dataset = dataloader.dataset
-    batch_size = dataloader.batch_size or getattr(dataloader.batch_sampler, 'batch_size', 2)
-    # Two samples at least: a train-mode BatchNorm1d needs more than one value.
-    count = min(len(dataset), max(2, batch_size or 2))
-    py_state, np_state = random.getstate(), np.random.get_state()
-    try:
-        return dataloader.collate_fn([dataset[i] for i in range(count)])
-    finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)
-
-
-def loss_forward(model: torch.nn.Module, batch: Any):
-    """A forward pass of an mmengine ``BaseModel`` in loss mode."""
-    def forward():
-        data = model.data_preprocessor(batch, True)
-        if isinstance(data, dict):
-            return model(**data, mode='loss')
-        return model(*data, mode='loss')
-    return forward
-
-
-@contextlib.contextmanager
-def train_mode(model: torch.nn.Module):
-    """Put ``model`` in training mode for a discovery pass, then restore each
-    module's own mode.
-
-    Training mode is what the train loop uses (it applies e.g. mmdet's
-    ``norm_eval``, which decides whether a BN needs running-stat compensation).
-    """
-    was_training = {m: m.training for m in model.modules()}
-    model.train()
-    try:
-        yield model
-    finally:
-        for module, mode in was_training.items():
-            module.training = mode
+from ..runner_utils import (discovery_forward, is_training_run, optim_wrappers_of,
+                            optimizers_of, split_off_in_runner_, train_mode, unwrap_model)
 
 
 @HOOKS.register_module()
@@ -114,25 +59,20 @@ class WRSHook(Hook):
         the model's structure, and the optimizer must have its final groups
         before a saved optimizer state is loaded into it.
         """
-        if not isinstance(getattr(runner, '_train_loop', None), BaseLoop):
-            return  # runner.val() / runner.test(): nothing to train
-        wrappers = optimizers_of(runner, wrappers=True).values()
-        if any(getattr(w, 'wrs', None) is not None for w in wrappers):
+        if not is_training_run(runner):
+            return
+        if any(getattr(w, 'wrs', None) is not None for w in optim_wrappers_of(runner).values()):
             raise RuntimeError(
                 f'{type(self).__name__}: the optimizer wrapper already applies WRS '
                 "(optim_wrapper.constructor='WRSOptimWrapperConstructor'); use the "
                 'hook or the constructor, not both')
         model = unwrap_model(runner.model)
-        batch = sample_batch(runner.train_dataloader)
         with train_mode(model):
-            found = self.controller.discover(model, loss_forward(model, batch),
+            found = self.controller.discover(model, discovery_forward(runner),
                                              runner.logger.warning)
         if not found:
             return
-        for name, optimizer in optimizers_of(runner).items():
-            split_off_params_(optimizer, self.controller.params,
-                              self.controller.group_overrides,
-                              schedulers_of(runner, name))
+        split_off_in_runner_(runner, self.controller.params, self.controller.group_overrides)
 
     def before_train(self, runner) -> None:
         """Bring the weights to their targets (weights are initialized now)."""

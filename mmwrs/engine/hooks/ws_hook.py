@@ -3,13 +3,13 @@ import math
 
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
-from mmengine.runner import BaseLoop
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmwrs.core import discover_scale_invariant
+from mmwrs.core.validation import check_positive_int
 
-from .wrs_hook import loss_forward, sample_batch, unwrap_model
+from ..runner_utils import discovery_forward, is_training_run, train_mode, unwrap_model
 
 
 def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
@@ -55,24 +55,16 @@ class WeightStandardizationHook(Hook):
     priority = 'VERY_HIGH'
 
     def __init__(self, num_groups: int = 32):
-        if isinstance(num_groups, bool) or not isinstance(num_groups, int) or num_groups < 1:
-            raise ValueError('WeightStandardizationHook: num_groups must be a positive '
-                             f'integer, got {num_groups!r}')
-        self.num_groups = num_groups
+        self.num_groups = check_positive_int('WeightStandardizationHook: num_groups',
+                                             num_groups)
         self.converted = []
 
     def before_run(self, runner) -> None:
-        if not isinstance(getattr(runner, '_train_loop', None), BaseLoop):
+        if not is_training_run(runner):
             return
         model = unwrap_model(runner.model)
-        batch = sample_batch(runner.train_dataloader)
-        modes = {m: m.training for m in model.modules()}
-        model.train()
-        try:
-            found = discover_scale_invariant(model, loss_forward(model, batch))
-        finally:
-            for module, mode in modes.items():
-                module.training = mode
+        with train_mode(model):
+            found = discover_scale_invariant(model, discovery_forward(runner))
         modules = {id(m): n for n, m in model.named_modules()}
         layer_of = {id(p): n.rpartition('.')[0] for n, p in model.named_parameters()}
         norms_done = set()

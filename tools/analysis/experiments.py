@@ -1,9 +1,11 @@
 """What the experiment tools share: composing configs, reading results, the matrix.
 
-``tools/run_demo.py``, ``tools/analysis/sweep.py`` and
-``tools/analysis/gen_experiment_configs.py`` use these helpers. Nothing here
-imports torch or mmengine at module level, so emitting Slurm scripts or
-rendering tables stays cheap.
+``tools/run_demo.py``, ``tools/analysis/sweep.py``,
+``tools/analysis/fixnorm_tune.py`` and ``tools/analysis/gen_experiment_configs.py``
+use these helpers (with this folder on ``sys.path``). They live with the tools,
+not in the installed package, because they work on this repository's
+``configs/`` tree. Nothing here imports torch or mmengine at module level, so
+emitting Slurm scripts or rendering tables stays cheap.
 """
 import glob
 import os
@@ -11,9 +13,10 @@ import os.path as osp
 import re
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
-from .scalars import load_work_dir
+from mmwrs.fileio import write_atomic
+from mmwrs.scalars import load_work_dir
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 REGULARIZER_DIR = osp.join(REPO, 'configs', '_base_', 'regularizers')
 # Final metrics read back from a run; the first present in PRIMARY_METRICS is
 # what a sweep or a table reports unless told otherwise.
@@ -64,20 +67,13 @@ def compose(config: str, regularizer: str, out_dir: str, name: Optional[str] = N
     base = config if osp.isabs(config) else osp.join(REPO, config)
     bases = [base, overlay_path(regularizer)]
     text = f'_base_ = {bases!r}\n'
-    _write_atomic(path, text)
+    write_atomic(path, text)
     if extra_hooks:
         from mmengine.config import Config
         hooks = Config.fromfile(path).to_dict().get('custom_hooks') or []
         hooks = list(hooks) + [dict(h) for h in extra_hooks]
-        _write_atomic(path, text + f'custom_hooks = {hooks!r}\n')
+        write_atomic(path, text + f'custom_hooks = {hooks!r}\n')
     return path
-
-
-def _write_atomic(path: str, text: str) -> None:
-    tmp = f'{path}.tmp{os.getpid()}'
-    with open(tmp, 'w') as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def data_root_options(data_root: str, detection: bool) -> Dict[str, str]:

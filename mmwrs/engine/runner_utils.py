@@ -1,0 +1,117 @@
+"""What the mmwrs hooks, constructors and wrappers need from mmengine's Runner.
+
+One place for the small questions every adapter asks: is this a training run,
+which model is inside the DDP wrapper, which optimizers and schedulers does the
+runner hold, and how to run one discovery forward pass on the first training
+samples without disturbing what training will see.
+"""
+import contextlib
+import random
+from typing import Any, Callable, Dict, Iterable, List
+
+import numpy as np
+import torch
+from mmengine.model import is_model_wrapper
+from mmengine.optim import OptimWrapperDict
+from mmengine.runner import BaseLoop
+
+from .param_groups import split_off_params_
+
+
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside a DDP-style wrapper, or ``model`` itself."""
+    return model.module if is_model_wrapper(model) else model
+
+
+def is_training_run(runner) -> bool:
+    """Whether ``runner`` was built to train.
+
+    ``runner.val()`` / ``runner.test()`` runners have no train loop: the
+    regularizer hooks have nothing to do there (and no optimizer to reshape).
+    ``runner.train()`` builds the loop before ``before_run``; the private
+    attribute is read because in a val/test run the ``train_loop`` property
+    would build the loop, and its dataloader, only to answer.
+    """
+    return isinstance(getattr(runner, '_train_loop', None), BaseLoop)
+
+
+def optim_wrappers_of(runner) -> Dict[str, Any]:
+    """The runner's optimizer wrappers by name ('' when there is only one)."""
+    wrapper = runner.optim_wrapper
+    if isinstance(wrapper, OptimWrapperDict):
+        return dict(wrapper.items())
+    return {'': wrapper}
+
+
+def optimizers_of(runner) -> Dict[str, torch.optim.Optimizer]:
+    """The runner's torch optimizers, by the names of their wrappers."""
+    return {name: w.optimizer for name, w in optim_wrappers_of(runner).items()}
+
+
+def schedulers_of(runner, name: str) -> List[Any]:
+    """The param schedulers of the optimizer wrapper called ``name``."""
+    schedulers = getattr(runner, 'param_schedulers', None) or []
+    if isinstance(schedulers, dict):
+        schedulers = schedulers.get(name, [])
+    return list(schedulers)
+
+
+def split_off_in_runner_(runner, chosen: Iterable[torch.nn.Parameter],
+                         overrides: Dict[str, Any]) -> None:
+    """:func:`~mmwrs.engine.param_groups.split_off_params_` on every optimizer of
+    ``runner``, re-indexing its param schedulers."""
+    for name, optimizer in optimizers_of(runner).items():
+        split_off_params_(optimizer, chosen, overrides, schedulers_of(runner, name))
+
+
+def sample_batch(dataloader) -> Any:
+    """Collate the first samples of ``dataloader``'s dataset into one batch.
+
+    Reads the dataset directly, leaving the sampler's iteration state alone,
+    and restores Python's and numpy's RNGs that random augmentations consume,
+    so tracing does not change what training sees.
+    """
+    dataset = dataloader.dataset
+    batch_size = dataloader.batch_size or getattr(dataloader.batch_sampler, 'batch_size', 2)
+    # Two samples at least: a train-mode BatchNorm1d needs more than one value.
+    count = min(len(dataset), max(2, batch_size or 2))
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        return dataloader.collate_fn([dataset[i] for i in range(count)])
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+
+
+def loss_forward(model: torch.nn.Module, batch: Any) -> Callable[[], Any]:
+    """A forward pass of an mmengine ``BaseModel`` in loss mode."""
+    def forward():
+        data = model.data_preprocessor(batch, True)
+        if isinstance(data, dict):
+            return model(**data, mode='loss')
+        return model(*data, mode='loss')
+    return forward
+
+
+@contextlib.contextmanager
+def train_mode(model: torch.nn.Module):
+    """Put ``model`` in training mode for a discovery pass, then restore each
+    module's own mode.
+
+    Training mode is what the train loop uses (it applies e.g. mmdet's
+    ``norm_eval``, which decides whether a BN needs running-stat compensation).
+    """
+    was_training = {m: m.training for m in model.modules()}
+    model.train()
+    try:
+        yield model
+    finally:
+        for module, mode in was_training.items():
+            module.training = mode
+
+
+def discovery_forward(runner) -> Callable[[], Any]:
+    """One loss-mode forward pass of the runner's model on the first samples
+    of its training set (what :class:`~mmwrs.engine.WRSHook` traces)."""
+    model = unwrap_model(runner.model)
+    return loss_forward(model, sample_batch(runner.train_dataloader))
