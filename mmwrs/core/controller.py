@@ -21,7 +21,7 @@ from torch import nn
 from .discovery import GRANULARITIES
 from .report import format_report
 from .rescale import WeightRescaler, validate_target
-from .validation import check_choice, check_positive_int, compile_patterns
+from .validation import check_check_interval, check_choice, check_positive_int, compile_patterns
 
 ON_EMPTY = ('error', 'warn')
 
@@ -87,12 +87,7 @@ class WRSController:
         self.decay_rescaled = decay_rescaled
         self.rescale_running_stats = rescale_running_stats
         self.on_empty = on_empty
-        self.check_interval = check_interval
-        if check_interval is not None and (isinstance(check_interval, bool) or not isinstance(
-                check_interval, int) or check_interval < 1):
-            raise ValueError(f'{owner}: check_interval must be a positive integer or None '
-                             '(None: every rescale on the CPU, every 50th on GPUs), '
-                             f'got {check_interval!r}')
+        self.check_interval = check_check_interval(f'{owner}: check_interval', check_interval)
         self.rescaler: Optional[WeightRescaler] = None
         self.num_updates = 0
         self._resumed_state: Optional[Dict[str, Any]] = None

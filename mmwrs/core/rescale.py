@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .discovery import GRANULARITIES, DiscoveryResult, InvariantWeight, discover_scale_invariant
-from .validation import check_choice, check_positive
+from .validation import check_check_interval, check_choice, check_positive
 
 TARGET_POLICIES = ('init',)
 # Norms at or below this are treated as zero: a unit with no direction cannot be
@@ -128,11 +128,7 @@ class WeightRescaler:
                  check_interval: Optional[int] = None):
         self.target_norm = validate_target(target_norm)
         self.rescale_running_stats = bool(rescale_running_stats)
-        if check_interval is not None and (isinstance(check_interval, bool) or not isinstance(
-                check_interval, int) or check_interval < 1):
-            raise ValueError('check_interval must be a positive integer or None, '
-                             f'got {check_interval!r}')
-        self.check_interval = check_interval
+        self.check_interval = check_check_interval('check_interval', check_interval)
         self._unchecked = 0
         self._dirty = False
         self._pending: Dict[str, torch.Tensor] = {}

@@ -68,6 +68,14 @@ def check_positive_int(name: str, value: Any, meaning: str = '') -> int:
     return value
 
 
+def check_check_interval(name: str, value: Any) -> Optional[int]:
+    """WRS's ``check_interval``: a positive int, or None for the device default."""
+    if value is None:
+        return None
+    return check_positive_int(name, value, 'or None (None: every rescale on the CPU, '
+                              'every 50th on GPUs)')
+
+
 def check_bool(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f'{name} must be True or False, got {value!r}')
