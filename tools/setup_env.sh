@@ -84,9 +84,10 @@ if [ ! -f "$env/.mmwrs-stack-complete" ]; then
   # The constraints file on every install line keeps resolvers from replacing torch
   # (pinned: the CPU wheel on disk, not a multi-GB CUDA build) or numpy.
   install=("${pip[@]}" install -c "$constraints")
-  "${install[@]}" -q wheel ninja "$SETUPTOOLS_BUILD" "torch==$TORCH" $others \
-    || fail "installing torch==$TORCH $others"
+  "${install[@]}" -q wheel ninja "torch==$TORCH" $others || fail "installing torch==$TORCH $others"
   "${install[@]}" -q "mmengine==$MMENGINE" || fail "installing mmengine==$MMENGINE"
+  # A step of its own: torch 2.13 declares setuptools>=77, which pip then only warns about.
+  "${install[@]}" -q "$SETUPTOOLS_BUILD" || fail "installing $SETUPTOOLS_BUILD"
   # Decide CPU vs CUDA ops before compiling anything (see tools/env_check.py).
   ops_device=$("$env/bin/python" "$repo/tools/env_check.py" decide) \
     || fail "not building mmcv on this machine (reason above); $env is left incomplete and will be rebuilt"
