@@ -96,8 +96,9 @@ def check_versions() -> None:
     bad = [name for name, version in found.items()
            if version is not None and not in_range(version, *SUPPORTED[name])]
     if found['torch'] is None:
-        raise ImportError(f'mmwrs {__version__} needs PyTorch (torch{_describe(*SUPPORTED["torch"])}); '
-                          'install the build for your machine from pytorch.org')
+        raise ImportError(f'mmwrs {__version__} needs PyTorch '
+                          f'(torch{_describe(*SUPPORTED["torch"])}); install the build '
+                          'for your machine from pytorch.org')
     if bad:
         installed = ', '.join(f'{name} {found[name]}' for name in bad)
         supported = ', '.join(f'{name}{_describe(*SUPPORTED[name])}' for name in SUPPORTED)

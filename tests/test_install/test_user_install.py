@@ -66,7 +66,6 @@ def test_package_ships_overlays_and_license(site, tmp_path):
     licenses = glob.glob(str(site / 'mmwrs-*.dist-info' / '**' / 'LICENSE*'), recursive=True)
     assert licenses and 'Apache License' in open(licenses[0]).read()
     result = _python('''
-        import subprocess, sys
         import mmwrs
         print(mmwrs.__file__)
     ''', site, tmp_path)
