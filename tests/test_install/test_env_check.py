@@ -3,6 +3,7 @@
 No GPU is lent to CI, so the decision is tested at its function boundary: the
 facts a GPU machine would report are passed in.
 """
+import os
 import os.path as osp
 import subprocess
 import sys
@@ -89,3 +90,28 @@ def test_cli_on_this_machine_and_ops_check():
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert f'mmcv ops run on {expected}' in out.stderr
+
+
+def test_gpu_machines_get_their_own_cached_environment(tmp_path):
+    """A cache shared with CPU machines never hands a GPU machine CPU-only ops."""
+    import shutil
+    if shutil.which('nvidia-smi'):
+        import pytest
+        pytest.skip('this machine has nvidia-smi: no CPU-machine key to compare with')
+    fake = tmp_path / 'bin'
+    fake.mkdir()
+    (fake / 'nvidia-smi').write_text('#!/bin/sh\necho "GPU 0: NVIDIA H200 (UUID: GPU-0)"\n')
+    (fake / 'nvidia-smi').chmod(0o755)
+
+    def env_path(stack, path):
+        env = dict(os.environ, PATH=path, MMWRS_ENV_CACHE=str(tmp_path / 'cache'))
+        out = subprocess.run(['bash', osp.join(REPO, 'tools/setup_env.sh'), stack, '--print-env'],
+                             env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    plain = os.environ['PATH']
+    for stack in ('pinned', 'classic'):
+        cpu, gpu = env_path(stack, plain), env_path(stack, f'{fake}:{plain}')
+        assert cpu != gpu and cpu.startswith(str(tmp_path / 'cache' / 'env-'))
+    assert env_path('pinned', plain) != env_path('classic', plain)
