@@ -5,8 +5,11 @@ facts a GPU machine would report are passed in.
 """
 import os
 import os.path as osp
+import shutil
 import subprocess
 import sys
+
+import pytest
 
 from conftest import REPO, load_tool
 
@@ -94,9 +97,7 @@ def test_cli_on_this_machine_and_ops_check():
 
 def test_gpu_machines_get_their_own_cached_environment(tmp_path):
     """A cache shared with CPU machines never hands a GPU machine CPU-only ops."""
-    import shutil
     if shutil.which('nvidia-smi'):
-        import pytest
         pytest.skip('this machine has nvidia-smi: no CPU-machine key to compare with')
     fake = tmp_path / 'bin'
     fake.mkdir()
