@@ -1,24 +1,122 @@
-"""Every fix mmwrs needs for its pinned stack, each with the reason.
+"""The versions mmwrs supports, and each fix it applies, only where it is needed.
 
-Pinned: torch 2.13.0, mmcv 2.1.0, mmengine 0.10.7, mmdet 3.3.0, mmseg 1.2.2.
-:func:`apply` is idempotent and runs on ``import mmwrs``.
+``import mmwrs`` calls :func:`check_versions` (one clear error outside the
+supported ranges) and :func:`apply` (the fixes a user's own runs need, e.g.
+mmdet's ``tools/train.py`` with ``custom_imports=['mmwrs']``). mmwrs's own
+``tools/train.py`` and ``tools/test.py`` also call :func:`apply_tool_fixes`
+(fixes for what those tools promise: kill-safe checkpoints, CPU launchers).
+
+Every fix states why and for which versions; a fix applies only when the
+installed version is one it was written for (and, where it can be told, one
+that still needs it). Tested stacks: torch 2.13.0 + mmengine 0.10.7 (pinned)
+and torch 2.1.2 + mmengine 0.10.3 (classic), both with mmcv 2.1.0, mmdet 3.3.0
+and mmsegmentation 1.2.2.
 """
 import contextlib
 import functools
 import glob
+import importlib.metadata
+import importlib.util
+import inspect
 import os.path as osp
 import re
-
-import numpy as np
-import torch
+from typing import Dict, Optional, Tuple
 
 from .fileio import write_atomic
 
-_applied = False
+# Supported ranges, [lowest, highest): what CI tests plus what there is good reason
+# to expect (README's compatibility table). Keep them in step with setup.py.
+#   torch >= 2.0: WRS rescales in an optimizer step post-hook
+#     (Optimizer.register_step_post_hook, new in torch 2.0).
+#   mmengine 0.10.x: the hooks' and Runner's interfaces mmwrs adapts, and the
+#     versions the mmengine fixes below were written for; mmdet 3.x and
+#     mmsegmentation 1.x require mmengine < 1.0 themselves.
+#   mmdet 3.x / mmsegmentation 1.x: the data structures discovery feeds models
+#     (mmdet.structures, mmseg.structures), both new in those major versions.
+SUPPORTED: Dict[str, Tuple[str, Optional[str]]] = {
+    'torch': ('2.0.0', None),
+    'mmengine': ('0.10.0', '1.0.0'),
+    'mmdet': ('3.0.0', '4.0.0'),
+    'mmsegmentation': ('1.0.0', '2.0.0'),
+}
+# Imported as these modules (mmsegmentation is `import mmseg`).
+_MODULES = {'torch': 'torch', 'mmengine': 'mmengine', 'mmdet': 'mmdet',
+            'mmsegmentation': 'mmseg'}
 
+_applied = False
+_tool_fixes_applied = False
+
+
+def version_tuple(version: str) -> Tuple[int, ...]:
+    """``'2.1.2+cu121'`` -> ``(2, 1, 2)``; pre-release tags count as the release."""
+    match = re.match(r'(\d+(?:\.\d+)*)', version)
+    if not match:
+        raise ValueError(f'cannot read a version number from {version!r}')
+    numbers = tuple(int(part) for part in match.group(1).split('.'))
+    return (numbers + (0, 0, 0))[:3]
+
+
+def in_range(version: str, lowest: str, highest: Optional[str] = None) -> bool:
+    """``lowest <= version < highest`` (no upper bound when ``highest`` is None)."""
+    v = version_tuple(version)
+    return v >= version_tuple(lowest) and (highest is None or v < version_tuple(highest))
+
+
+def installed_version(package: str) -> Optional[str]:
+    """The installed version of ``package`` (a distribution name), or None.
+
+    Read from the package metadata without importing the package (importing
+    mmdet or mmseg takes seconds); a module found on ``sys.path`` without
+    metadata (a source checkout) is asked for its ``__version__``.
+    """
+    module = _MODULES.get(package, package)
+    if importlib.util.find_spec(module) is None:
+        return None
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return getattr(importlib.import_module(module), '__version__', None)
+
+
+def _describe(lowest: str, highest: Optional[str]) -> str:
+    return f'>={lowest}' + (f',<{highest}' if highest else '')
+
+
+def check_versions() -> None:
+    """Stop with one message when an installed version is outside the supported ranges.
+
+    torch is checked always; mmengine, mmdet and mmsegmentation when installed
+    (mmwrs.core and mmwrs.optim need only torch).
+
+    Raises:
+        ImportError: Naming every installed version out of range and the
+            supported ranges.
+    """
+    from .version import __version__
+    found = {name: installed_version(name) for name in SUPPORTED}
+    bad = [name for name, version in found.items()
+           if version is not None and not in_range(version, *SUPPORTED[name])]
+    if found['torch'] is None:
+        raise ImportError(f'mmwrs {__version__} needs PyTorch '
+                          f'(torch{_describe(*SUPPORTED["torch"])}); install the build '
+                          'for your machine from pytorch.org')
+    if bad:
+        installed = ', '.join(f'{name} {found[name]}' for name in bad)
+        supported = ', '.join(f'{name}{_describe(*SUPPORTED[name])}' for name in SUPPORTED)
+        raise ImportError(
+            f'mmwrs {__version__} does not support the installed {installed}. '
+            f'Supported: {supported}. Install versions in these ranges (the README\'s '
+            'compatibility table lists the tested stacks), or an mmwrs release made '
+            'for your versions.')
+
+
+# ---------------------------------------------------------------------------
+# Fixes applied by `import mmwrs`
+# ---------------------------------------------------------------------------
 
 def _numpy_checkpoint_globals():
     """numpy types mmengine's checkpoints pickle (meta, message hub)."""
+    import numpy as np
     core = getattr(np, '_core', None) or np.core  # numpy 2.x / 1.x
     types = [core.multiarray._reconstruct, core.multiarray.scalar, np.ndarray, np.dtype]
     dtypes = getattr(np, 'dtypes', None)  # the dtype classes of numpy >= 1.25
@@ -27,7 +125,17 @@ def _numpy_checkpoint_globals():
     return types
 
 
-def allow_mmengine_checkpoints() -> None:
+def needs_checkpoint_allow_list(torch_version: str, mmengine_loader_source: str) -> bool:
+    """Whether torch's safe loading will meet mmengine's checkpoints.
+
+    True for torch >= 2.6 (``torch.load`` defaults to ``weights_only=True``)
+    with an mmengine whose loader calls ``torch.load`` without saying
+    ``weights_only`` (mmengine 0.10.x up to at least 0.10.7).
+    """
+    return in_range(torch_version, '2.6.0') and 'weights_only' not in mmengine_loader_source
+
+
+def allow_mmengine_checkpoints() -> bool:
     """Let ``torch.load``'s safe mode read mmengine's own checkpoints.
 
     Why: torch >= 2.6 loads with ``weights_only=True`` by default, and
@@ -37,9 +145,24 @@ def allow_mmengine_checkpoints() -> None:
     Instead of turning safe loading off (which would run arbitrary code from
     untrusted files), exactly these data types are allow-listed: a file that
     asks for anything else is still refused.
+    Versions: applied only where :func:`needs_checkpoint_allow_list` says so;
+    on torch < 2.6 (no safe default; ``add_safe_globals`` is missing before
+    2.4) nothing is done.
+
+    Returns:
+        Whether the allow-list was applied.
     """
+    import torch
+    from mmengine.runner import checkpoint
+    try:
+        source = inspect.getsource(checkpoint.load_from_local)
+    except (OSError, TypeError):  # no source (e.g. a zipped install): assume it needs it
+        source = ''
+    if not needs_checkpoint_allow_list(torch.__version__, source):
+        return False
     from mmengine.logging import HistoryBuffer
     torch.serialization.add_safe_globals([HistoryBuffer, *_numpy_checkpoint_globals()])
+    return True
 
 
 _BUILTIN_STATISTICS = ('min', 'max', 'current', 'mean')
@@ -56,22 +179,49 @@ def _history_buffer_getstate(self) -> dict:
     return state
 
 
-def picklable_history_buffers() -> None:
+def picklable_history_buffers() -> bool:
     """Keep function references out of the message hub in checkpoints.
 
-    Why: mmengine 0.10.7's ``HistoryBuffer.__getstate__`` stores the class's
+    Why: mmengine 0.10.x's ``HistoryBuffer.__getstate__`` stores the class's
     statistic methods (``HistoryBuffer.min`` ...) in every buffer, which
-    pickles as ``getattr(HistoryBuffer, 'min')``; loading that in safe mode
-    would need ``getattr`` allow-listed, which would make safe mode unsafe.
-    Its ``__setstate__`` restores the built-in methods anyway, so they are left
-    out (custom registered methods are still saved, as before).
+    pickles as ``getattr(HistoryBuffer, 'min')``; loading that in torch >= 2.6's
+    safe mode would need ``getattr`` allow-listed, which would make safe mode
+    unsafe. Its ``__setstate__`` restores the built-in methods anyway, so they
+    are left out (custom registered methods are still saved, as before).
+    Versions: mmengine 0.10.x (written for 0.10.7's ``__getstate__``, the same
+    in 0.10.3); applied on any torch, because a checkpoint written on torch
+    2.1 may be resumed on torch >= 2.6.
+
+    Returns:
+        Whether the fix was applied.
     """
+    import mmengine
+    if not in_range(mmengine.__version__, '0.10.0', '0.11.0'):
+        return False
     from mmengine.logging import HistoryBuffer
     HistoryBuffer.__getstate__ = _history_buffer_getstate
+    return True
 
+
+def apply() -> None:
+    """Apply the fixes every run with mmwrs needs (``import mmwrs`` calls this), once."""
+    global _applied
+    if _applied:
+        return
+    allow_mmengine_checkpoints()
+    picklable_history_buffers()
+    from .resume_guard import guard_resume
+    guard_resume()
+    _applied = True
+
+
+# ---------------------------------------------------------------------------
+# Fixes applied by mmwrs's own tools (tools/train.py, tools/test.py)
+# ---------------------------------------------------------------------------
 
 @contextlib.contextmanager
 def _without_cuda_set_device():
+    import torch
     set_device = torch.cuda.set_device
     torch.cuda.set_device = lambda device: None
     try:
@@ -83,6 +233,7 @@ def _without_cuda_set_device():
 def _cpu_safe(init_fn):
     @functools.wraps(init_fn)
     def init(*args, **kwargs):
+        import torch
         if torch.cuda.is_available():
             return init_fn(*args, **kwargs)
         with _without_cuda_set_device():
@@ -90,14 +241,19 @@ def _cpu_safe(init_fn):
     return init
 
 
-def cpu_distributed_init() -> None:
+def cpu_distributed_init() -> bool:
     """Let ``--launcher pytorch|slurm`` start on machines without CUDA (gloo).
 
-    Why: mmengine 0.10.7's ``_init_dist_pytorch`` / ``_init_dist_slurm`` call
+    Why: mmengine 0.10.x's ``_init_dist_pytorch`` / ``_init_dist_slurm`` call
     ``torch.cuda.set_device(local_rank)`` unconditionally, which fails on a
     CPU build of torch before ``init_process_group`` is reached. Only during
     those two calls, and only without CUDA, ``set_device`` is a no-op.
+    Versions: mmengine 0.10.x. Applied by mmwrs's tools (``tools/dist_train.sh``,
+    ``tools/slurm_train.sh`` on CPU machines), not by ``import mmwrs``.
     """
+    import mmengine
+    if not in_range(mmengine.__version__, '0.10.0', '0.11.0'):
+        return False
     from mmengine.dist import utils
     for name in ('_init_dist_pytorch', '_init_dist_slurm'):
         fn = getattr(utils, name)
@@ -105,6 +261,7 @@ def cpu_distributed_init() -> None:
             wrapped = _cpu_safe(fn)
             wrapped._mmwrs_cpu_safe = True
             setattr(utils, name, wrapped)
+    return True
 
 
 def _atomic_put(self, obj: bytes, filepath) -> None:
@@ -133,17 +290,22 @@ def _robust_find_latest(original):
     return find_latest_checkpoint
 
 
-def kill_safe_checkpoints() -> None:
+def kill_safe_checkpoints() -> bool:
     """A SIGKILL during a save must not cost the run its checkpoints.
 
-    Why: mmengine 0.10.7 writes checkpoints (``LocalBackend.put``) in place, so
+    Why: mmengine 0.10.x writes checkpoints (``LocalBackend.put``) in place, so
     a kill mid-write leaves a truncated ``iter_N.pth``; and ``last_checkpoint``
     is written in place too, so a kill there leaves it empty, and ``--resume
     auto`` then fails (or points at a file that is gone). Checkpoint files are
     now written to a temporary name and renamed (atomic on POSIX), and the
     latest checkpoint falls back to the highest-numbered complete one when
     ``last_checkpoint`` is empty or dangling.
+    Versions: mmengine 0.10.x. Applied by mmwrs's tools (what the resumable
+    sweeps and Slurm scripts rely on), not by ``import mmwrs``.
     """
+    import mmengine
+    if not in_range(mmengine.__version__, '0.10.0', '0.11.0'):
+        return False
     from mmengine.fileio.backends import local_backend
     from mmengine.runner import checkpoint, runner
     local_backend.LocalBackend.put = _atomic_put
@@ -151,15 +313,15 @@ def kill_safe_checkpoints() -> None:
         robust = _robust_find_latest(checkpoint.find_latest_checkpoint)
         checkpoint.find_latest_checkpoint = robust
         runner.find_latest_checkpoint = robust
+    return True
 
 
-def apply() -> None:
-    """Apply every fix once."""
-    global _applied
-    if _applied:
+def apply_tool_fixes() -> None:
+    """The fixes mmwrs's own tools need on top of :func:`apply`, once."""
+    global _tool_fixes_applied
+    apply()
+    if _tool_fixes_applied:
         return
-    allow_mmengine_checkpoints()
-    picklable_history_buffers()
     cpu_distributed_init()
     kill_safe_checkpoints()
-    _applied = True
+    _tool_fixes_applied = True

@@ -57,6 +57,12 @@ def main():
     parser.add_argument('--cfg-options', nargs='+', default=[])
     args = parser.parse_args()
 
+    from mmengine.device import get_device
+    device = get_device()  # what mmengine's Runner in each training run will use
+    detail = (f'{torch.cuda.get_device_name(0)}, CUDA {torch.version.cuda}'
+              if device == 'cuda' else
+              f'{torch.get_num_threads()} thread{"s" if torch.get_num_threads() > 1 else ""}')
+    print(f'[demo] training on {device} ({detail}; torch {torch.__version__})', flush=True)
     from mmwrs.datasets import generate_shapes
     print(f'[demo] shapes data in {generate_shapes(args.data_root)}', flush=True)
     rows = []

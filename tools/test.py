@@ -8,8 +8,11 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-import mmwrs  # noqa: E402,F401
+import mmwrs  # noqa: E402,F401  (version check, fixes, registrations, mmwrs:: scope)
+from mmwrs import compat  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
+
+compat.apply_tool_fixes()  # kill-safe checkpoints, CPU launchers
 
 from mmwrs.launch import (DictAction, load_config, prepare_launcher,  # noqa: E402
                           register_codebase, set_local_rank)

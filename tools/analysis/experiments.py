@@ -17,7 +17,9 @@ from mmwrs.fileio import write_atomic
 from mmwrs.scalars import load_work_dir
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-REGULARIZER_DIR = osp.join(REPO, 'configs', '_base_', 'regularizers')
+# The overlays ship inside the package (package data); the repo's
+# configs/_base_/regularizers links there, so experiment configs name them relatively.
+REGULARIZER_DIR = osp.join(REPO, 'mmwrs', 'configs', 'regularizers')
 # Final metrics read back from a run; the first present in PRIMARY_METRICS is
 # what a sweep or a table reports unless told otherwise.
 METRIC_KEYS = ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP', 'mIoU', 'aAcc')
@@ -25,7 +27,7 @@ PRIMARY_METRICS = ('mIoU', 'coco/segm_mAP', 'coco/bbox_mAP')
 
 
 def regularizers() -> List[str]:
-    """Names of the regularizer overlays in ``configs/_base_/regularizers``."""
+    """Names of the regularizer overlays in ``mmwrs/configs/regularizers``."""
     return sorted(osp.splitext(osp.basename(p))[0]
                   for p in glob.glob(osp.join(REGULARIZER_DIR, '*.py')))
 
