@@ -2,8 +2,8 @@
 # with tools/setup_env.sh: the first build of a stack takes 15-25 minutes, later
 # runs reuse it.
 #   make demo   trains the demo on the pinned stack (torch 2.13)
-#   make test   the full suite on the pinned stack, then the classic subset on the
-#               classic stack (torch 2.1.2, mmengine 0.10.3)
+#   make test   flake8 + isort, the full suite on the pinned stack, then the classic
+#               subset on the classic stack (torch 2.1.2, mmengine 0.10.3)
 PYTHON := .venv/bin/python
 CLASSIC_PYTHON := .venv-classic/bin/python
 PYTEST := -m pytest -q -p no:cacheprovider
@@ -13,7 +13,7 @@ PYTEST := -m pytest -q -p no:cacheprovider
 CLASSIC_TESTS := tests/test_core tests/test_optim tests/test_compat.py \
 	tests/test_compat_resume.py tests/test_install
 
-.PHONY: env env-classic demo test test-pinned test-classic
+.PHONY: env env-classic demo lint test test-pinned test-classic
 env:
 	bash tools/setup_env.sh pinned
 
@@ -23,7 +23,19 @@ env-classic:
 demo: env
 	$(PYTHON) tools/run_demo.py
 
-test: test-pinned test-classic
+test: lint test-pinned test-classic
+
+# The lint tools need no torch: a small venv of their own, rebuilt when their pins change.
+LINT_PYTHON := .venv-lint/bin/python
+LINTED := mmwrs tools tests configs
+$(LINT_PYTHON): requirements/lint.txt
+	rm -rf .venv-lint
+	python3 -m venv .venv-lint
+	$(LINT_PYTHON) -m pip install -q --disable-pip-version-check -r requirements/lint.txt
+
+lint: $(LINT_PYTHON)
+	$(LINT_PYTHON) -m flake8 $(LINTED)
+	$(LINT_PYTHON) -m isort --check-only --diff $(LINTED)
 
 test-pinned: env
 	$(PYTHON) $(PYTEST) tests

@@ -43,8 +43,9 @@ EXTRAS_REQUIRE = {
     # mmsegmentation 1.2's register_all_modules imports its multimodal tokenizer,
     # which needs ftfy and regex without declaring them.
     'seg': ['mmsegmentation>=1.0.0,<2.0.0', MMCV, 'ftfy', 'regex'],
-    # The test suite: adamp is the reference SGDP/AdamP are checked against.
-    'tests': ['pytest', 'adamp==0.3.0', 'tensorboard'],
+    # The test suite: adamp is the reference SGDP/AdamP are checked against;
+    # flake8 and isort at the revisions .pre-commit-config.yaml runs.
+    'tests': ['pytest', 'adamp==0.3.0', 'tensorboard', 'flake8==7.5.0', 'isort==9.0.2'],
 }
 
 setup(

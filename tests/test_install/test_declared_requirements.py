@@ -32,7 +32,9 @@ def test_no_exact_pins_and_no_torch(declared):
     everything = declared['install_requires'] + sum(declared['extras_require'].values(), [])
     assert not any(r.startswith('torch') for r in everything)  # torch is the user's
     pinned = [r for r in everything if '==' in r]
-    assert pinned == ['adamp==0.3.0']  # the tests' reference implementation only
+    # The tests' reference implementation, and the lint tools (isort versions format
+    # differently, so the pre-commit revisions).
+    assert pinned == ['adamp==0.3.0', 'flake8==7.5.0', 'isort==9.0.2']
     assert set(declared['extras_require']) == {'det', 'seg', 'tests'}
 
 
@@ -48,9 +50,11 @@ def test_ranges_match_the_import_check(declared):
         == _range(declared['extras_require']['seg'], 'mmcv') == '>=2.0.0rc4,<2.2.0'
 
 
-def test_tests_extra_is_what_setup_env_installs(declared):
-    with open(osp.join(REPO, 'requirements', 'tests.txt')) as f:
-        listed = [line.strip() for line in f if line.strip() and not line.startswith('#')]
+def test_tests_extra_is_what_setup_env_and_make_lint_install(declared):
+    listed = []
+    for name in ('tests.txt', 'lint.txt'):
+        with open(osp.join(REPO, 'requirements', name)) as f:
+            listed += [line.strip() for line in f if line.strip() and not line.startswith('#')]
     assert declared['extras_require']['tests'] == listed
 
 
