@@ -1,0 +1,288 @@
+"""Every experiment config of the paper's matrix trains and validates as shipped.
+
+Each of the 66 configs in configs/<model>/ runs through ``tools/train.py``'s own
+steps (argument parsing with ``--cfg-options``, config loading, the real
+mmengine Runner) on mini datasets that ``tools/data/generate_shapes.py`` writes
+in the stock COCO, Cityscapes and ADE20K layouts: the stock dataset classes,
+pipelines, evaluators, hooks and checkpointing. The only changes are the
+``--cfg-options`` of ``mmwrs.experiments.smoke_options`` (data root, sizes,
+batch, iterations, no pretrained download), the same that configs/README.md
+prints. Each test asserts what its regularizer did during the two steps and
+that the evaluator logged its metric keys.
+"""
+import gc
+import glob
+import math
+import os
+import os.path as osp
+import shutil
+import tempfile
+import time
+
+import pytest
+import torch
+from mmengine.hooks import Hook
+from mmengine.runner import Runner
+
+from mmwrs.experiments import (SMOKE_DATA, SMOKE_IMG_SIZE, SMOKE_NUM_TRAIN, SMOKE_NUM_VAL,
+                               SMOKE_TRANSFORMS, cli_options, experiments, smoke_dataset,
+                               smoke_options)
+from mmwrs.launch import load_config, prepare_launcher, register_codebase
+
+from conftest import REPO, load_tool
+
+EXPERIMENTS = experiments()
+IDS = [osp.basename(e.path)[:-3] for e in EXPERIMENTS]
+# What the stock evaluator of each model must log.
+METRIC_KEYS = {'faster_rcnn': {'coco/bbox_mAP'}, 'retinanet': {'coco/bbox_mAP'},
+               'mask_rcnn': {'coco/bbox_mAP', 'coco/segm_mAP'}}
+SEG_METRIC_KEYS = {'mIoU', 'aAcc'}
+STOCK_DECAY = {'coco': 1e-4, 'cityscapes': 5e-4, 'ade20k': 5e-4}
+# Rescaled weights are at their target up to float32 rounding of the norm.
+NORM_TOLERANCE = 1e-4
+# FixNorm's class-logit layers (its hook's default patterns).
+CLASSIFIER = ('fc_cls', 'conv_cls', 'retina_cls', 'rpn_cls', 'conv_seg')
+# How many of the eps-L2 hook's weights the probe checks the gradient of.
+PENALTY_SAMPLE = 4
+
+
+@pytest.fixture(scope='session')
+def smoke_roots(tmp_path_factory):
+    """The three mini datasets, generated once per session (well under 1 s)."""
+    from mmwrs.datasets import generate_shapes
+    base = tmp_path_factory.mktemp('smoke_data')
+    return {name: generate_shapes(str(base / name), num_train=SMOKE_NUM_TRAIN,
+                                  num_val=SMOKE_NUM_VAL, img_size=SMOKE_IMG_SIZE,
+                                  layout=data.layout)
+            for name, data in SMOKE_DATA.items()}
+
+
+@pytest.fixture(scope='module')
+def train_tool():
+    return load_tool('tools/train.py')
+
+
+@pytest.fixture(scope='module', autouse=True)
+def memoized_pretty_text():
+    """mmengine formats the whole config with yapf each time a run logs, dumps
+    or checkpoints it (5 times a run, ~1 s each on 2 busy cores): the same
+    config gives the same text, so compute it once per config content."""
+    from mmengine.config import Config
+    original = Config.pretty_text.fget
+    cache = {}
+
+    def pretty_text(self):
+        key = (self.filename, repr(self._cfg_dict.to_dict()))
+        if key not in cache:
+            cache[key] = original(self)
+        return cache[key]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Config, 'pretty_text', property(pretty_text))
+        yield
+
+
+@pytest.fixture
+def work_dir(tmp_path):
+    """The run's work dir: in memory where there is room (the stock checkpoint
+    hook writes ~0.3 GB of weights and momentum, with an fsync), else tmp_path."""
+    shm = '/dev/shm'
+    if osp.isdir(shm) and shutil.disk_usage(shm).free > 4 << 30:
+        path = tempfile.mkdtemp(prefix='mmwrs-matrix-', dir=shm)
+        yield path
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        yield str(tmp_path)
+
+
+def _hook(runner, *names):
+    return next((h for h in runner.hooks if type(h).__name__ in names), None)
+
+
+def _optimizers(runner):
+    wrapper = runner.optim_wrapper
+    wrappers = dict(wrapper.items()) if hasattr(wrapper, 'items') else {'': wrapper}
+    return [w.optimizer for w in wrappers.values()]
+
+
+class RegularizerProbe(Hook):
+    """Watches what the overlay's hook does in each real training step.
+
+    Registered after the config's hooks with the lowest priority, so its
+    ``before_train`` runs after theirs (WRS targets captured, the eps-L2
+    step pre-hook registered) and ``after_train_iter`` after the step.
+    """
+
+    priority = 'LOWEST'
+
+    def __init__(self, setting):
+        self.setting = setting
+        self.iters = 0
+        self.controlled = 0
+        self.norm_errors = []  # per step: max |unit norm - target| of controlled weights
+        self.classifiers = {}  # fixnorm: name -> (norm at start, weight at start)
+        self.classifier_errors = []  # per step: max relative change of a classifier norm
+        self.start = {}  # a few controlled weights at the start
+        self.penalty_errors = []  # per step: max |grad added - eps-L2 gradient|
+        self.penalty_sizes = []  # per step: max |grad added|
+        self.penalized = []  # eps_l2: the weights whose gradient is checked
+        self._grads = []
+
+    def before_run(self, runner):
+        if self.setting == 'eps_l2':
+            # Registered now, before the eps-L2 hook registers its own pre-hook
+            # (in before_train): sees the gradients without the penalty.
+            for optimizer in _optimizers(runner):
+                optimizer.register_step_pre_hook(self._snapshot)
+
+    def before_train(self, runner):
+        hook = _hook(runner, 'WRSHook', 'FixNormHook')
+        if hook is not None and hook.rescaler is not None:
+            self.controlled = len(hook.rescaler)
+            for entry in hook.rescaler.entries[:3]:
+                self.start[entry.name] = entry.param.detach().clone()
+            for entry in hook.rescaler.entries:
+                if entry.name.split('.')[-2] in CLASSIFIER:
+                    self.classifiers[entry.name] = (float(entry.param.norm()),
+                                                    entry.param.detach().clone())
+        if self.setting == 'eps_l2':
+            hook = _hook(runner, 'EpsShiftedL2Hook')
+            self.penalized = hook.params[:PENALTY_SAMPLE - 1] + hook.params[-1:]
+            for optimizer in _optimizers(runner):
+                optimizer.register_step_pre_hook(self._check_penalty_of(hook))
+
+    def _snapshot(self, optimizer, args, kwargs):
+        self._grads = [(p, p.grad.detach().clone()) for p in self.penalized
+                       if p.grad is not None]
+
+    def _check_penalty_of(self, hook):
+        from mmwrs.core.penalties import eps_shifted_l2_grad
+
+        def check(optimizer, args, kwargs):
+            errors, sizes = [], []
+            for param, before in self._grads:
+                added = param.grad - before
+                expected = eps_shifted_l2_grad(param.detach(), hook.lam, hook.eps)
+                errors.append(float((added - expected).abs().max()))
+                sizes.append(float(added.abs().max()))
+            self.penalty_errors.append(max(errors))
+            self.penalty_sizes.append(max(sizes))
+        return check
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        self.iters += 1
+        hook = _hook(runner, 'WRSHook', 'FixNormHook')
+        if hook is None or hook.rescaler is None:
+            return
+        norms, targets = hook.rescaler.unit_norms(), hook.rescaler.targets()
+        self.norm_errors.append(max(float((norms[k] - targets[k]).abs().max())
+                                    for k in norms))
+        if self.classifiers:
+            self.classifier_errors.append(max(
+                abs(float(norms[name].item()) / start - 1)
+                for name, (start, _) in self.classifiers.items()))
+
+
+def _entry(cfg, dotted):
+    node = cfg
+    for part in dotted.split('.'):
+        node = node[int(part)] if part.isdigit() else node[part]
+    return node
+
+
+def _release(runner, work_dir):
+    """Free what a finished run holds: mmengine keeps visualizers by name
+    (the stock configs all call theirs 'visualizer', so the next Runner of
+    this process would write into this run's folder), and the checkpoint
+    (model + momentum, ~0.3 GB) is not needed once its presence is checked."""
+    visualizer = runner.visualizer
+    type(visualizer)._instance_dict.pop(visualizer.instance_name, None)
+    for path in glob.glob(osp.join(work_dir, '*.pth')):
+        os.remove(path)
+
+
+@pytest.mark.parametrize('experiment', EXPERIMENTS, ids=IDS)
+def test_experiment_trains_and_validates(experiment, smoke_roots, train_tool, work_dir):
+    dataset = smoke_dataset(experiment)
+    options = cli_options(smoke_options(experiment, smoke_roots[dataset]))
+    # What tools/train.py main() does, with the command line configs/README.md shows.
+    args = train_tool.parse_args([osp.join(REPO, experiment.path), '--work-dir',
+                                  work_dir, '--cfg-options', *options])
+    cfg = load_config(args.config, args.cfg_options, args.work_dir)
+    register_codebase(cfg)
+    prepare_launcher(cfg, args.launcher)
+    for key, transform in SMOKE_TRANSFORMS[dataset].items():
+        assert _entry(cfg, key)['type'] == transform, (key, 'the stock pipeline changed')
+    start = time.time()
+    runner = Runner.from_cfg(cfg)
+    probe = RegularizerProbe(experiment.setting)
+    runner.register_hook(probe)
+    try:
+        runner.train()
+        checkpoints = glob.glob(osp.join(work_dir, '*.pth'))
+    finally:
+        _release(runner, work_dir)
+
+    # Two real steps with finite losses, then the stock checkpoint hook saved.
+    assert runner.iter == probe.iters == 2
+    losses = runner.message_hub.get_scalar('train/loss').data[0]
+    assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
+    assert [osp.basename(p) for p in checkpoints] == [
+        'epoch_1.pth' if dataset == 'coco' else 'iter_2.pth']
+
+    optimizer = runner.optim_wrapper.optimizer
+    decays = {g['weight_decay'] for g in optimizer.param_groups}
+    stock_decay = STOCK_DECAY[dataset]
+    setting = experiment.setting
+    if setting != 'sgdp':
+        assert type(optimizer) is torch.optim.SGD
+    if setting in ('wd', 'ws'):
+        assert decays == {stock_decay}
+    if setting in ('wrs', 'fixnorm'):
+        # Controlled weights: decay 0, at their target after every step, and
+        # trained (the rescale holds their norm, not their direction).
+        assert probe.controlled > 0
+        assert len(probe.norm_errors) == 2 and max(probe.norm_errors) < NORM_TOLERANCE
+        hook = _hook(runner, 'WRSHook', 'FixNormHook')
+        assert hook.num_updates == 2
+        for name, before in probe.start.items():
+            param = dict(runner.model.named_parameters())[name]
+            assert not torch.equal(param.detach(), before), name
+    if setting == 'wrs':
+        assert decays == {0.0, stock_decay}
+        targets = hook.rescaler.targets()
+        assert all(bool((t == 1.0).all()) for t in targets.values())  # unit filter norms
+    if setting == 'fixnorm':
+        assert decays == {0.0}
+        # Every head's class-logit layer is held at its start norm while it trains.
+        assert probe.classifiers, 'no classifier layer is held by FixNorm'
+        assert max(probe.classifier_errors) < NORM_TOLERANCE
+        params = dict(runner.model.named_parameters())
+        for name, (_, before) in probe.classifiers.items():
+            assert not torch.equal(params[name].detach(), before), name
+    if setting == 'sgdp':
+        from mmwrs.optim import SGDP
+        assert type(optimizer) is SGDP
+        assert decays == {stock_decay} and optimizer.state  # it stepped
+    if setting in ('ws', 'eps_l2'):
+        from mmcv.cnn.bricks import ConvWS2d
+        ws = [m for m in runner.model.modules() if isinstance(m, ConvWS2d)]
+        converted = _hook(runner, 'WeightStandardizationHook').converted
+        assert len(ws) == len(converted) > 0
+    if setting == 'eps_l2':
+        # Conv weights: decay 0 and, in each of the 2 steps, the eps-L2
+        # gradient added (checked on a few of them).
+        assert decays == {0.0, stock_decay}
+        assert len(probe.penalty_errors) == 2
+        assert max(probe.penalty_errors) < 1e-7 and min(probe.penalty_sizes) > 0
+
+    # The one validation ran the stock evaluator, which logged its keys.
+    logged = {key[len('val/'):]: buffer.current()
+              for key, buffer in runner.message_hub.log_scalars.items()
+              if key.startswith('val/')}
+    expected = METRIC_KEYS.get(experiment.model, SEG_METRIC_KEYS)
+    assert expected <= set(logged), sorted(logged)
+    assert all(math.isfinite(logged[k]) for k in expected)
+    print(f'{experiment.path}: {time.time() - start:.1f} s')
+    del runner
+    gc.collect()
