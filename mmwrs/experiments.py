@@ -275,10 +275,11 @@ SMOKE_DATA = {
         'train_dataloader.batch_size': 2,
         'train_cfg.max_iters': 2,
         'train_cfg.val_interval': 2,
-        'train_dataloader.dataset.pipeline.2.scale': (128, 64),  # RandomResize
-        'train_dataloader.dataset.pipeline.3.crop_size': (64, 128),  # RandomCrop
-        'val_dataloader.dataset.pipeline.1.scale': (128, 64),  # Resize
-        'model.data_preprocessor.size': (64, 128),  # pads to the crop
+        # The stock 2048x1024 scale and 512x1024 crop, divided by 32.
+        'train_dataloader.dataset.pipeline.2.scale': (64, 32),  # RandomResize
+        'train_dataloader.dataset.pipeline.3.crop_size': (32, 64),  # RandomCrop
+        'val_dataloader.dataset.pipeline.1.scale': (64, 32),  # Resize
+        'model.data_preprocessor.size': (32, 64),  # pads to the crop
         **_LOADERS,
     }),
     'ade20k': SmokeData('ade20k', 'data/ade/ADEChallengeData2016/',
@@ -286,10 +287,11 @@ SMOKE_DATA = {
         'train_dataloader.batch_size': 2,
         'train_cfg.max_iters': 2,
         'train_cfg.val_interval': 2,
-        'train_dataloader.dataset.pipeline.2.scale': (256, 64),  # RandomResize
-        'train_dataloader.dataset.pipeline.3.crop_size': (64, 64),  # RandomCrop
-        'val_dataloader.dataset.pipeline.1.scale': (256, 64),  # Resize
-        'model.data_preprocessor.size': (64, 64),
+        # The stock 2048x512 scale and 512x512 crop, divided by 16.
+        'train_dataloader.dataset.pipeline.2.scale': (128, 32),  # RandomResize
+        'train_dataloader.dataset.pipeline.3.crop_size': (32, 32),  # RandomCrop
+        'val_dataloader.dataset.pipeline.1.scale': (128, 32),  # Resize
+        'model.data_preprocessor.size': (32, 32),
         **_LOADERS,
     }),
 }
@@ -325,9 +327,11 @@ train ids with 255 = ignore; ADE20K's 150 classes with 0 = other, ignored
 under `reduce_zero_label`).
 
 What the smoke runs change, all through `--cfg-options`, so that the 66 runs
-fit CI on 2 cores: the data root; {SMOKE_IMG_SIZE}-pixel images with the pipelines'
-`Resize`/`RandomResize` scales and `RandomCrop` sizes shrunk to match (and
-mmseg's `data_preprocessor.size`, which pads to the crop); batch 1 (detection;
+fit CI on 2 cores: the data root; {SMOKE_IMG_SIZE}-pixel-high images, and the
+pipelines' `Resize`/`RandomResize` scales and `RandomCrop` sizes shrunk to
+32-128 pixels (with mmseg's `data_preprocessor.size`, which pads to the crop;
+the options address the transforms by their index in the stock pipeline,
+mmengine's `pipeline.2.scale=...` syntax); batch 1 (detection;
 one epoch of 2 images) or 2 (segmentation; 2 iterations); one validation
 image; no DataLoader worker processes; no pretrained download
 (`model.backbone.init_cfg=None` / `model.pretrained=None`); and for the
@@ -380,10 +384,17 @@ def cli_options(options: Dict[str, object]) -> List[str]:
 
 
 def smoke_command(experiment: Experiment, data_root: Optional[str] = None,
-                  work_dir: str = 'work_dirs/smoke') -> str:
-    """The tools/train.py command line of an experiment's smoke run."""
-    options = ' '.join(cli_options(smoke_options(experiment, data_root)))
-    return f'python tools/train.py {experiment.path} --work-dir {work_dir} --cfg-options {options}'
+                  work_dir: str = 'work_dirs/smoke', multiline: bool = False) -> str:
+    """The tools/train.py command line of an experiment's smoke run (quoted
+    for a POSIX shell; ``multiline``: one option per line)."""
+    import shlex
+    words = ['python', 'tools/train.py', experiment.path, '--work-dir', work_dir,
+             '--cfg-options'] + cli_options(smoke_options(experiment, data_root))
+    words = [shlex.quote(w) for w in words]
+    if not multiline:
+        return ' '.join(words)
+    head = ' '.join(words[:6])
+    return ' \\\n    '.join([head] + words[6:])
 
 
 def smoke_generate_command(dataset: str, out: Optional[str] = None) -> str:
@@ -406,7 +417,7 @@ def _tree(root: str, label: str, shown: int = 2) -> List[str]:
         for name in files[:shown]:
             lines.append('    ' * (depth + 1) + name)
         if len(files) > shown:
-            lines.append('    ' * (depth + 1) + f'... ({len(files)} files)')
+            lines.append('    ' * (depth + 1) + f'... ({len(files)} files in all)')
     return lines
 
 
@@ -435,5 +446,6 @@ def smoke_sections() -> str:
                     f'(`{osp.basename(first.path)}` shown; the others differ only in the '
                     'config path' + (', and RetinaNet reads `model.test_cfg.score_thr`'
                                      if dataset == 'coco' else '') + '):', '',
-                    '```bash', smoke_generate_command(dataset), smoke_command(first), '```', '']
+                    '```bash', smoke_generate_command(dataset),
+                    smoke_command(first, multiline=True), '```', '']
     return '\n'.join(out)
