@@ -271,6 +271,11 @@ def test_experiment_trains_and_validates(experiment, smoke_roots, train_tool, wo
         ws = [m for m in runner.model.modules() if isinstance(m, ConvWS2d)]
         converted = _hook(runner, 'WeightStandardizationHook').converted
         assert len(ws) == len(converted) > 0
+        # Every conv+BN pair, frozen stages included (mmdet's frozen_stages=1).
+        assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                       for m in runner.model.modules())
+        if dataset == 'coco':  # the frozen stem stays frozen
+            assert not runner.model.backbone.conv1.weight.requires_grad
     if setting == 'eps_l2':
         # Conv weights: decay 0 and, in each of the 2 steps, the eps-L2
         # gradient added (checked on a few of them).

@@ -67,10 +67,20 @@ class WeightStandardizationHook(Hook):
         model = unwrap_model(runner.model)
         batch = sample_batch(runner.train_dataloader)
         modes = {m: m.training for m in model.modules()}
+        # Frozen stages (mmdet's frozen_stages=1: stem and layer1) are converted
+        # too, as in mmdet's gn+ws configs; otherwise a WS+GN checkpoint would
+        # load into plain convs before BNs with default statistics. Discovery
+        # skips frozen weights and autograd does not trace them: unfreeze them
+        # for the pass (their Parameters keep requires_grad=False after).
+        frozen = [p for p in model.parameters() if not p.requires_grad]
         model.train()
         try:
+            for param in frozen:
+                param.requires_grad_(True)
             found = discover_scale_invariant(model, loss_forward(model, batch))
         finally:
+            for param in frozen:
+                param.requires_grad_(False)
             for module, mode in modes.items():
                 module.training = mode
         modules = {id(m): n for n, m in model.named_modules()}
