@@ -387,14 +387,46 @@ def smoke_command(experiment: Experiment, data_root: Optional[str] = None,
                   work_dir: str = 'work_dirs/smoke', multiline: bool = False) -> str:
     """The tools/train.py command line of an experiment's smoke run (quoted
     for a POSIX shell; ``multiline``: one option per line)."""
+    return _shell(['python', 'tools/train.py', experiment.path, '--work-dir', work_dir,
+                   '--cfg-options'], cli_options(smoke_options(experiment, data_root)),
+                  multiline)
+
+
+def _shell(head: List[str], options: List[str], multiline: bool) -> str:
+    """``head`` and ``options`` quoted for a POSIX shell; ``multiline``: each
+    option on a line of its own."""
     import shlex
-    words = ['python', 'tools/train.py', experiment.path, '--work-dir', work_dir,
-             '--cfg-options'] + cli_options(smoke_options(experiment, data_root))
-    words = [shlex.quote(w) for w in words]
+    head, options = [shlex.quote(w) for w in head], [shlex.quote(w) for w in options]
     if not multiline:
-        return ' '.join(words)
-    head = ' '.join(words[:6])
-    return ' \\\n    '.join([head] + words[6:])
+        return ' '.join(head + options)
+    return ' \\\n    '.join([' '.join(head)] + options)
+
+
+def smoke_test_options(experiment: Experiment,
+                       data_root: Optional[str] = None) -> Dict[str, object]:
+    """The cfg-options of ``tools/test.py`` on a smoke run's checkpoint: the
+    smoke run's validation options, applied to the test loader and evaluator."""
+    options = {}
+    for key, value in smoke_options(experiment, data_root).items():
+        if key.startswith('val_'):
+            options['test_' + key[len('val_'):]] = value
+        elif key.startswith('model.'):
+            options[key] = value
+    return options
+
+
+def smoke_checkpoint(experiment: Experiment) -> str:
+    """The checkpoint the stock checkpoint hook writes at the end of a smoke run."""
+    return 'epoch_1.pth' if smoke_dataset(experiment) == 'coco' else 'iter_2.pth'
+
+
+def smoke_test_command(experiment: Experiment, data_root: Optional[str] = None,
+                       work_dir: str = 'work_dirs/smoke', multiline: bool = False) -> str:
+    """The tools/test.py command line evaluating a smoke run's checkpoint."""
+    return _shell(['python', 'tools/test.py', experiment.path,
+                   f'{work_dir}/{smoke_checkpoint(experiment)}', '--work-dir',
+                   f'{work_dir}/test', '--cfg-options'],
+                  cli_options(smoke_test_options(experiment, data_root)), multiline)
 
 
 def smoke_generate_command(dataset: str, out: Optional[str] = None) -> str:
@@ -447,5 +479,8 @@ def smoke_sections() -> str:
                     'config path' + (', and RetinaNet reads `model.test_cfg.score_thr`'
                                      if dataset == 'coco' else '') + '):', '',
                     '```bash', smoke_generate_command(dataset),
-                    smoke_command(first, multiline=True), '```', '']
+                    smoke_command(first, multiline=True), '```', '',
+                    'and evaluate its checkpoint (the test does so for the ws and ws-eps-l2 '
+                    'configs, whose model is converted at start-up):', '',
+                    '```bash', smoke_test_command(first, multiline=True), '```', '']
     return '\n'.join(out)

@@ -26,8 +26,8 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 from mmwrs.experiments import (SMOKE_DATA, SMOKE_IMG_SIZE, SMOKE_NUM_TRAIN, SMOKE_NUM_VAL,
-                               SMOKE_TRANSFORMS, experiments, smoke_command, smoke_dataset,
-                               smoke_options)
+                               SMOKE_TRANSFORMS, experiments, smoke_checkpoint, smoke_command,
+                               smoke_dataset, smoke_options, smoke_test_command)
 from mmwrs.launch import load_config, prepare_launcher, register_codebase
 
 from conftest import REPO, load_tool
@@ -63,6 +63,11 @@ def train_tool():
     return load_tool('tools/train.py')
 
 
+@pytest.fixture(scope='module')
+def test_tool():
+    return load_tool('tools/test.py')
+
+
 @pytest.fixture(scope='module', autouse=True)
 def memoized_pretty_text():
     """mmengine formats the whole config with yapf each time a run logs, dumps
@@ -86,7 +91,8 @@ def memoized_pretty_text():
 @pytest.fixture
 def work_dir(tmp_path):
     """The run's work dir: in memory where there is room (the stock checkpoint
-    hook writes ~0.3 GB of weights and momentum, with an fsync), else tmp_path."""
+    hook writes ~0.3 GB of weights and momentum, with an fsync), else tmp_path;
+    the checkpoint is deleted after the test either way."""
     shm = '/dev/shm'
     if osp.isdir(shm) and shutil.disk_usage(shm).free > 4 << 30:
         path = tempfile.mkdtemp(prefix='mmwrs-matrix-', dir=shm)
@@ -94,6 +100,8 @@ def work_dir(tmp_path):
         shutil.rmtree(path, ignore_errors=True)
     else:
         yield str(tmp_path)
+        for checkpoint in glob.glob(osp.join(str(tmp_path), '*.pth')):
+            os.remove(checkpoint)
 
 
 def _hook(runner, *names):
@@ -188,19 +196,34 @@ def _entry(cfg, dotted):
     return node
 
 
-def _release(runner, work_dir):
-    """Free what a finished run holds: mmengine keeps visualizers by name
-    (the stock configs all call theirs 'visualizer', so the next Runner of
-    this process would write into this run's folder), and the checkpoint
-    (model + momentum, ~0.3 GB) is not needed once its presence is checked."""
+def _release(runner):
+    """Drop the visualizer of a finished run: mmengine keeps visualizers by
+    name, and the stock configs all call theirs 'visualizer', so the next
+    Runner of this process would reuse it, writing into this run's folder."""
     visualizer = runner.visualizer
     type(visualizer)._instance_dict.pop(visualizer.instance_name, None)
-    for path in glob.glob(osp.join(work_dir, '*.pth')):
-        os.remove(path)
+
+
+def _evaluate_checkpoint(test_tool, experiment, data_root, work_dir):
+    """What tools/test.py's main() does with the command configs/README.md
+    shows for the smoke run's checkpoint; returns the Runner and its metrics."""
+    argv = shlex.split(smoke_test_command(experiment, data_root, work_dir))
+    assert argv[:3] == ['python', 'tools/test.py', experiment.path]
+    args = test_tool.parse_args([osp.join(REPO, experiment.path)] + argv[3:])
+    cfg = load_config(args.config, args.cfg_options, args.work_dir)
+    register_codebase(cfg)
+    prepare_launcher(cfg, args.launcher)
+    cfg.load_from = args.checkpoint
+    runner = Runner.from_cfg(cfg)
+    try:
+        return runner, runner.test()
+    finally:
+        _release(runner)
 
 
 @pytest.mark.parametrize('experiment', EXPERIMENTS, ids=IDS)
-def test_experiment_trains_and_validates(experiment, smoke_roots, train_tool, work_dir):
+def test_experiment_trains_and_validates(experiment, smoke_roots, train_tool, test_tool,
+                                         work_dir):
     dataset = smoke_dataset(experiment)
     # The command line configs/README.md shows, through what tools/train.py's
     # main() does with it (parsed as the shell would split it).
@@ -219,16 +242,15 @@ def test_experiment_trains_and_validates(experiment, smoke_roots, train_tool, wo
     runner.register_hook(probe)
     try:
         runner.train()
-        checkpoints = glob.glob(osp.join(work_dir, '*.pth'))
     finally:
-        _release(runner, work_dir)
+        _release(runner)
 
     # Two real steps with finite losses, then the stock checkpoint hook saved.
     assert runner.iter == probe.iters == 2
     losses = runner.message_hub.get_scalar('train/loss').data[0]
     assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
-    assert [osp.basename(p) for p in checkpoints] == [
-        'epoch_1.pth' if dataset == 'coco' else 'iter_2.pth']
+    assert [osp.basename(p) for p in glob.glob(osp.join(work_dir, '*.pth'))] == [
+        smoke_checkpoint(experiment)]
 
     optimizer = runner.optim_wrapper.optimizer
     decays = {g['weight_decay'] for g in optimizer.param_groups}
@@ -290,6 +312,20 @@ def test_experiment_trains_and_validates(experiment, smoke_roots, train_tool, wo
     expected = METRIC_KEYS.get(experiment.model, SEG_METRIC_KEYS)
     assert expected <= set(logged), sorted(logged)
     assert all(math.isfinite(logged[k]) for k in expected)
+
+    if setting in ('ws', 'eps_l2'):
+        # The model is converted at start-up, so evaluating the checkpoint
+        # (tools/test.py) must convert it the same way before loading: then
+        # it holds exactly the trained weights, and the test on the
+        # validation image gives the validation's metrics.
+        trained = runner.model.state_dict()
+        tested, metrics = _evaluate_checkpoint(test_tool, experiment, smoke_roots[dataset],
+                                               work_dir)
+        weights = tested.model.state_dict()
+        assert weights.keys() == trained.keys()
+        assert all(torch.equal(weights[k], trained[k]) for k in trained)
+        assert {k: metrics[k] for k in expected} == {k: logged[k] for k in expected}
+        del tested
     print(f'{experiment.path}: {time.time() - start:.1f} s '
           f'({time.process_time() - cpu:.1f} s CPU)')
     del runner

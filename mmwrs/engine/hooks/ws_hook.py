@@ -12,6 +12,16 @@ from mmwrs.core import discover_scale_invariant
 from .wrs_hook import loss_forward, sample_batch, unwrap_model
 
 
+def tensor_forward(model: nn.Module, batch):
+    """An inference forward (``mode='tensor'``) of an mmengine ``BaseModel``."""
+    def forward():
+        data = model.data_preprocessor(batch, False)
+        if isinstance(data, dict):
+            return model(**data, mode='tensor')
+        return model(*data, mode='tensor')
+    return forward
+
+
 def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
     parent_name, _, child = name.rpartition('.')
     setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
@@ -61,11 +71,33 @@ class WeightStandardizationHook(Hook):
         self.num_groups = num_groups
         self.converted = []
 
+    @staticmethod
+    def _discover(model, batch, training: bool, logger):
+        """Trace a loss pass: on training samples, or on the evaluation ones,
+        which carry annotations in the stock test pipelines (the loss pass
+        also reaches layers only training uses, e.g. auxiliary heads, so the
+        model matches the trained one). Evaluation data without annotations:
+        the inference forward."""
+        try:
+            return discover_scale_invariant(model, loss_forward(model, batch))
+        except Exception as error:  # noqa: BLE001  (no annotations: any codebase's error)
+            if training:
+                raise
+            logger.info(f'WeightStandardizationHook: no loss on the evaluation samples '
+                        f'({type(error).__name__}: {error}); tracing the inference '
+                        'forward (layers only training uses stay unconverted)')
+            return discover_scale_invariant(model, tensor_forward(model, batch))
+
     def before_run(self, runner) -> None:
-        if not isinstance(getattr(runner, '_train_loop', None), BaseLoop):
+        """Convert the model; in training runs, and in ``runner.val()`` /
+        ``runner.test()`` (``tools/test.py``), whose checkpoint was saved from
+        the converted model and loads after ``before_run``."""
+        loops = [getattr(runner, f'_{kind}_loop', None) for kind in ('train', 'test', 'val')]
+        loop = next((loop for loop in loops if isinstance(loop, BaseLoop)), None)
+        if loop is None:
             return
         model = unwrap_model(runner.model)
-        batch = sample_batch(runner.train_dataloader)
+        batch = sample_batch(loop.dataloader)
         modes = {m: m.training for m in model.modules()}
         # Frozen stages (mmdet's frozen_stages=1: stem and layer1) are converted
         # too, as in mmdet's gn+ws configs; otherwise a WS+GN checkpoint would
@@ -77,7 +109,7 @@ class WeightStandardizationHook(Hook):
         try:
             for param in frozen:
                 param.requires_grad_(True)
-            found = discover_scale_invariant(model, loss_forward(model, batch))
+            found = self._discover(model, batch, loop is loops[0], runner.logger)
         finally:
             for param in frozen:
                 param.requires_grad_(False)
