@@ -229,7 +229,6 @@ def experiment_table() -> str:
     return '\n'.join(lines) + '\n'
 
 
-
 # ---------------------------------------------------------------------------
 # Smoke runs: every experiment config, as shipped, for two iterations and one
 # validation on mini datasets in its stock layout (tools/data/generate_shapes.py
@@ -260,40 +259,46 @@ _LOADERS = {
     'val_dataloader.dataset.indices': 1,
 }
 SMOKE_DATA = {
-    'coco': SmokeData('coco', 'data/coco/', 'faster_rcnn, retinanet, mask_rcnn', {
-        # One epoch of two single-image batches; the stock 1333x800 scale shrunk.
-        'train_dataloader.batch_size': 1,
-        'train_dataloader.dataset.indices': 2,
-        'train_cfg.max_epochs': 1,
-        'train_dataloader.dataset.pipeline.2.scale': (96, 64),  # Resize
-        'val_dataloader.dataset.pipeline.1.scale': (96, 64),  # Resize
-        **_LOADERS,
-    }),
-    'cityscapes': SmokeData('cityscapes', 'data/cityscapes/',
-                            'fcn, pspnet, deeplabv3, deeplabv3plus', {
-        # Batch 2: PSPNet's and ASPP's pooled 1x1 BatchNorms need 2 values.
-        'train_dataloader.batch_size': 2,
-        'train_cfg.max_iters': 2,
-        'train_cfg.val_interval': 2,
-        # The stock 2048x1024 scale and 512x1024 crop, divided by 32.
-        'train_dataloader.dataset.pipeline.2.scale': (64, 32),  # RandomResize
-        'train_dataloader.dataset.pipeline.3.crop_size': (32, 64),  # RandomCrop
-        'val_dataloader.dataset.pipeline.1.scale': (64, 32),  # Resize
-        'model.data_preprocessor.size': (32, 64),  # pads to the crop
-        **_LOADERS,
-    }),
-    'ade20k': SmokeData('ade20k', 'data/ade/ADEChallengeData2016/',
-                        'fcn, pspnet, deeplabv3, deeplabv3plus', {
-        'train_dataloader.batch_size': 2,
-        'train_cfg.max_iters': 2,
-        'train_cfg.val_interval': 2,
-        # The stock 2048x512 scale and 512x512 crop, divided by 16.
-        'train_dataloader.dataset.pipeline.2.scale': (128, 32),  # RandomResize
-        'train_dataloader.dataset.pipeline.3.crop_size': (32, 32),  # RandomCrop
-        'val_dataloader.dataset.pipeline.1.scale': (128, 32),  # Resize
-        'model.data_preprocessor.size': (32, 32),
-        **_LOADERS,
-    }),
+    'coco': SmokeData(
+        layout='coco', data_root='data/coco/', models='faster_rcnn, retinanet, mask_rcnn',
+        options={
+            # One epoch of two single-image batches; the stock 1333x800 scale shrunk.
+            'train_dataloader.batch_size': 1,
+            'train_dataloader.dataset.indices': 2,
+            'train_cfg.max_epochs': 1,
+            'train_dataloader.dataset.pipeline.2.scale': (96, 64),  # Resize
+            'val_dataloader.dataset.pipeline.1.scale': (96, 64),  # Resize
+            **_LOADERS,
+        }),
+    'cityscapes': SmokeData(
+        layout='cityscapes', data_root='data/cityscapes/',
+        models='fcn, pspnet, deeplabv3, deeplabv3plus',
+        options={
+            # Batch 2: PSPNet's and ASPP's pooled 1x1 BatchNorms need 2 values.
+            'train_dataloader.batch_size': 2,
+            'train_cfg.max_iters': 2,
+            'train_cfg.val_interval': 2,
+            # The stock 2048x1024 scale and 512x1024 crop, divided by 32.
+            'train_dataloader.dataset.pipeline.2.scale': (64, 32),  # RandomResize
+            'train_dataloader.dataset.pipeline.3.crop_size': (32, 64),  # RandomCrop
+            'val_dataloader.dataset.pipeline.1.scale': (64, 32),  # Resize
+            'model.data_preprocessor.size': (32, 64),  # pads to the crop
+            **_LOADERS,
+        }),
+    'ade20k': SmokeData(
+        layout='ade20k', data_root='data/ade/ADEChallengeData2016/',
+        models='fcn, pspnet, deeplabv3, deeplabv3plus',
+        options={
+            'train_dataloader.batch_size': 2,
+            'train_cfg.max_iters': 2,
+            'train_cfg.val_interval': 2,
+            # The stock 2048x512 scale and 512x512 crop, divided by 16.
+            'train_dataloader.dataset.pipeline.2.scale': (128, 32),  # RandomResize
+            'train_dataloader.dataset.pipeline.3.crop_size': (32, 32),  # RandomCrop
+            'val_dataloader.dataset.pipeline.1.scale': (128, 32),  # Resize
+            'model.data_preprocessor.size': (32, 32),
+            **_LOADERS,
+        }),
 }
 # The transform each indexed pipeline entry above must be (checked by the test).
 SMOKE_TRANSFORMS = {

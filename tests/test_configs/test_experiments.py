@@ -36,8 +36,6 @@ STOCK_KEYS = ('model', 'optim_wrapper', 'param_scheduler', 'train_cfg', 'train_d
               'val_evaluator', 'default_hooks', 'randomness')
 
 
-
-
 @functools.lru_cache(maxsize=None)
 def _stock(stock):
     return get_config(stock)
