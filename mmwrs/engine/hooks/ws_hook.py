@@ -105,11 +105,15 @@ class WeightStandardizationHook(Hook):
         # skips frozen weights and autograd does not trace them: unfreeze them
         # for the pass (their Parameters keep requires_grad=False after).
         frozen = [p for p in model.parameters() if not p.requires_grad]
-        model.train()
+        # The mode the loop runs in (which conv feeds which norm does not
+        # depend on it); evaluation batches may hold one image, too few for a
+        # train-mode BN after global pooling (PSPNet, ASPP).
+        training = loop is loops[0]
+        model.train(training)
         try:
             for param in frozen:
                 param.requires_grad_(True)
-            found = self._discover(model, batch, loop is loops[0], runner.logger)
+            found = self._discover(model, batch, training, runner.logger)
         finally:
             for param in frozen:
                 param.requires_grad_(False)
