@@ -322,10 +322,13 @@ train and test pipelines, the stock evaluator (`coco/bbox_mAP`, plus
 visualization) beside the overlay's, and SyncBN (reverted to BN in a single
 process, as mmengine does). Each test asserts that the regularizer acted
 (WRS: controlled weights at unit filter norm after each step; SGDP: the
-optimizer is mmwrs' `SGDP` and stepped; ws: ConvWS2d + GroupNorm; fixnorm:
-classifier norms held at their start values while the weights move;
-ws-eps-l2: ConvWS2d and the penalty's gradient added in the step) and that
-the evaluator logged its keys. The data is a few dozen synthetic images per
+optimizer is mmwrs' `SGDP` and stepped; ws: ConvWS2d + GroupNorm for every
+conv+BN pair, frozen stages included; fixnorm: classifier norms held at their
+start values while the weights move; ws-eps-l2: ConvWS2d and the penalty's
+gradient added in each step) and that the evaluator logged its keys. For ws
+and ws-eps-l2, whose model is converted at start-up, the test also evaluates
+the saved checkpoint with `tools/test.py` and checks that the evaluated model
+holds exactly the trained weights and reproduces the validation metrics. The data is a few dozen synthetic images per
 dataset (`tools/data/generate_shapes.py --layout coco|cityscapes|ade20k`) in
 the real layout and label semantics (COCO's 80 categories; Cityscapes' 19
 train ids with 255 = ignore; ADE20K's 150 classes with 0 = other, ignored
