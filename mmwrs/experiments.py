@@ -328,9 +328,10 @@ start values while the weights move; ws-eps-l2: ConvWS2d and the penalty's
 gradient added in each step) and that the evaluator logged its keys. For ws
 and ws-eps-l2, whose model is converted at start-up, the test also evaluates
 the saved checkpoint with `tools/test.py` and checks that the evaluated model
-holds exactly the trained weights and reproduces the validation metrics. The data is a few dozen synthetic images per
-dataset (`tools/data/generate_shapes.py --layout coco|cityscapes|ade20k`) in
-the real layout and label semantics (COCO's 80 categories; Cityscapes' 19
+holds exactly the trained weights and reproduces the validation metrics.
+The data is a few dozen synthetic images per dataset
+(`tools/data/generate_shapes.py --layout coco|cityscapes|ade20k`) in the real
+layout and label semantics (COCO's 80 categories; Cityscapes' 19
 train ids with 255 = ignore; ADE20K's 150 classes with 0 = other, ignored
 under `reduce_zero_label`).
 
