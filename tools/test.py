@@ -18,7 +18,7 @@ from mmwrs.launch import (DictAction, load_config, prepare_launcher,  # noqa: E4
                           register_codebase, set_local_rank)
 
 
-def main(argv=None):
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Test (and eval) a model')
     parser.add_argument('config')
     parser.add_argument('checkpoint')
@@ -29,6 +29,11 @@ def main(argv=None):
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     set_local_rank(args.local_rank)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
     register_codebase(cfg)
     prepare_launcher(cfg, args.launcher)

@@ -1,5 +1,7 @@
-"""The bundled synthetic shapes data (read by stock CocoDataset / BaseSegDataset)."""
-from .shapes_generator import (CLASSES, DET_METAINFO, SEG_METAINFO,
+"""The synthetic shapes data: its own layout (read by stock CocoDataset /
+BaseSegDataset with the shapes classes) or the COCO, Cityscapes and ADE20K
+trees that stock configs read."""
+from .shapes_generator import (CLASSES, DET_METAINFO, LAYOUTS, SEG_METAINFO,
                                generate_shapes)
 
-__all__ = ['CLASSES', 'DET_METAINFO', 'SEG_METAINFO', 'generate_shapes']
+__all__ = ['CLASSES', 'DET_METAINFO', 'LAYOUTS', 'SEG_METAINFO', 'generate_shapes']

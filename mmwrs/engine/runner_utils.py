@@ -7,7 +7,7 @@ samples without disturbing what training will see.
 """
 import contextlib
 import random
-from typing import Any, Callable, Dict, Iterable, List
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 import numpy as np
 import torch
@@ -33,6 +33,16 @@ def is_training_run(runner) -> bool:
     would build the loop, and its dataloader, only to answer.
     """
     return isinstance(getattr(runner, '_train_loop', None), BaseLoop)
+
+
+def built_loop(runner) -> Optional[BaseLoop]:
+    """The loop ``runner`` was built to run: train, else test, else val; None
+    before any is built. Private attributes, as in :func:`is_training_run`."""
+    for kind in ('train', 'test', 'val'):
+        loop = getattr(runner, f'_{kind}_loop', None)
+        if isinstance(loop, BaseLoop):
+            return loop
+    return None
 
 
 def optim_wrappers_of(runner) -> Dict[str, Any]:
@@ -94,15 +104,15 @@ def loss_forward(model: torch.nn.Module, batch: Any) -> Callable[[], Any]:
 
 
 @contextlib.contextmanager
-def train_mode(model: torch.nn.Module):
-    """Put ``model`` in training mode for a discovery pass, then restore each
-    module's own mode.
+def train_mode(model: torch.nn.Module, mode: bool = True):
+    """Put ``model`` in training mode (or eval mode, ``mode=False``) for a
+    discovery pass, then restore each module's own mode.
 
     Training mode is what the train loop uses (it applies e.g. mmdet's
     ``norm_eval``, which decides whether a BN needs running-stat compensation).
     """
     was_training = {m: m.training for m in model.modules()}
-    model.train()
+    model.train(mode)
     try:
         yield model
     finally:

@@ -217,9 +217,277 @@ def experiment_table() -> str:
     for experiment in experiments():
         commands = launch_commands(experiment.path)
         dataset = experiment.stock.rsplit('_', 1)[1][:-3]
+        # The dataset links to its smoke-data section (layout, test command).
+        dataset = f'[{dataset}](#smoke-data-{smoke_dataset(experiment)})'
         lines.append(
             f'| {experiment.model} | {dataset} | {experiment.setting} | '
             f'[{osp.basename(experiment.path)}]({experiment.path[len("configs/"):]}) | '
             f'`{commands["single"]}` | `{commands["dist"]}` | `{commands["slurm"]}` |')
-    lines.append(TABLE_END)
+    lines += ['', SMOKE_INTRO, '', smoke_sections(), TABLE_END]
     return '\n'.join(lines) + '\n'
+
+
+# ---------------------------------------------------------------------------
+# Smoke runs: every experiment config, as shipped, for two iterations and one
+# validation on mini datasets in its stock layout (tools/data/generate_shapes.py
+# --layout ...); tests/test_configs/test_experiment_matrix.py runs them and
+# configs/README.md shows the commands.
+# ---------------------------------------------------------------------------
+
+class SmokeData(NamedTuple):
+    """A stock dataset family and how the smoke runs shrink it."""
+    layout: str  # generate_shapes(layout=...)
+    data_root: str  # where the stock configs look for it
+    models: str  # the experiment models using it (for the README)
+    # cfg-options shrinking that family's stock pipelines and loaders
+    options: Dict[str, object]
+
+
+# Images the generator writes for the smoke runs (height; Cityscapes: 2:1).
+SMOKE_IMG_SIZE = 64
+SMOKE_NUM_TRAIN, SMOKE_NUM_VAL = 24, 8
+# What every smoke run changes: no DataLoader worker processes (2-core CI), one
+# validation image. Pipeline entries are addressed by index (mmengine's
+# `pipeline.2.scale=...` syntax); the test checks they are the transforms named.
+_LOADERS = {
+    'train_dataloader.num_workers': 0,
+    'train_dataloader.persistent_workers': False,
+    'val_dataloader.num_workers': 0,
+    'val_dataloader.persistent_workers': False,
+    'val_dataloader.dataset.indices': 1,
+}
+SMOKE_DATA = {
+    'coco': SmokeData(
+        layout='coco', data_root='data/coco/', models='faster_rcnn, retinanet, mask_rcnn',
+        options={
+            # One epoch of two single-image batches; the stock 1333x800 scale shrunk.
+            'train_dataloader.batch_size': 1,
+            'train_dataloader.dataset.indices': 2,
+            'train_cfg.max_epochs': 1,
+            'train_dataloader.dataset.pipeline.2.scale': (96, 64),  # Resize
+            'val_dataloader.dataset.pipeline.1.scale': (96, 64),  # Resize
+            **_LOADERS,
+        }),
+    'cityscapes': SmokeData(
+        layout='cityscapes', data_root='data/cityscapes/',
+        models='fcn, pspnet, deeplabv3, deeplabv3plus',
+        options={
+            # Batch 2: PSPNet's and ASPP's pooled 1x1 BatchNorms need 2 values.
+            'train_dataloader.batch_size': 2,
+            'train_cfg.max_iters': 2,
+            'train_cfg.val_interval': 2,
+            # The stock 2048x1024 scale and 512x1024 crop, divided by 32.
+            'train_dataloader.dataset.pipeline.2.scale': (64, 32),  # RandomResize
+            'train_dataloader.dataset.pipeline.3.crop_size': (32, 64),  # RandomCrop
+            'val_dataloader.dataset.pipeline.1.scale': (64, 32),  # Resize
+            'model.data_preprocessor.size': (32, 64),  # pads to the crop
+            **_LOADERS,
+        }),
+    'ade20k': SmokeData(
+        layout='ade20k', data_root='data/ade/ADEChallengeData2016/',
+        models='fcn, pspnet, deeplabv3, deeplabv3plus',
+        options={
+            'train_dataloader.batch_size': 2,
+            'train_cfg.max_iters': 2,
+            'train_cfg.val_interval': 2,
+            # The stock 2048x512 scale and 512x512 crop, divided by 16.
+            'train_dataloader.dataset.pipeline.2.scale': (128, 32),  # RandomResize
+            'train_dataloader.dataset.pipeline.3.crop_size': (32, 32),  # RandomCrop
+            'val_dataloader.dataset.pipeline.1.scale': (128, 32),  # Resize
+            'model.data_preprocessor.size': (32, 32),
+            **_LOADERS,
+        }),
+}
+# The transform each indexed pipeline entry above must be (checked by the test).
+SMOKE_TRANSFORMS = {
+    'coco': {'train_dataloader.dataset.pipeline.2': 'Resize',
+             'val_dataloader.dataset.pipeline.1': 'Resize'},
+    'cityscapes': {'train_dataloader.dataset.pipeline.2': 'RandomResize',
+                   'train_dataloader.dataset.pipeline.3': 'RandomCrop',
+                   'val_dataloader.dataset.pipeline.1': 'Resize'},
+}
+SMOKE_TRANSFORMS['ade20k'] = SMOKE_TRANSFORMS['cityscapes']
+
+
+SMOKE_INTRO = f"""\
+### Every config runs: smoke tests on generated data
+
+`tests/test_configs/test_experiment_matrix.py` trains each of the 66 configs
+above and validates it, through the real Runner with everything the config
+ships: the stock dataset class reading its stock folder layout, the stock
+train and test pipelines, the stock evaluator (`coco/bbox_mAP`, plus
+`coco/segm_mAP` for Mask R-CNN; `mIoU`), the stock hooks (checkpointing,
+visualization) beside the overlay's, and SyncBN (reverted to BN in a single
+process, as mmengine does). Each test asserts that the regularizer acted
+(WRS: controlled weights at unit filter norm after each step; SGDP: the
+optimizer is mmwrs' `SGDP` and stepped; ws: ConvWS2d + GroupNorm for every
+conv+BN pair, frozen stages included; fixnorm: classifier norms held at their
+start values while the weights move; ws-eps-l2: ConvWS2d and the penalty's
+gradient added in each step) and that the evaluator logged its keys. For ws
+and ws-eps-l2, whose model is converted at start-up, the test also evaluates
+the saved checkpoint with `tools/test.py` and checks that the evaluated model
+holds exactly the trained weights and reproduces the validation metrics.
+The data is a few dozen synthetic images per dataset
+(`tools/data/generate_shapes.py --layout coco|cityscapes|ade20k`) in the real
+layout and label semantics (COCO's 80 categories; Cityscapes' 19
+train ids with 255 = ignore; ADE20K's 150 classes with 0 = other, ignored
+under `reduce_zero_label`).
+
+What the smoke runs change, all through `--cfg-options`, so that the 66 runs
+fit CI on 2 cores: the data root; {SMOKE_IMG_SIZE}-pixel-high images, and the
+pipelines' `Resize`/`RandomResize` scales and `RandomCrop` sizes shrunk to
+32-128 pixels (with mmseg's `data_preprocessor.size`, which pads to the crop;
+the options address the transforms by their index in the stock pipeline,
+mmengine's `pipeline.2.scale=...` syntax); batch 1 (detection;
+one epoch of 2 images) or 2 (segmentation; 2 iterations); one validation
+image; no DataLoader worker processes; no pretrained download
+(`model.backbone.init_cfg=None` / `model.pretrained=None`); and for the
+detectors `score_thr=0.0`, since no box of a 2-iteration detector clears the
+stock 0.05 and CocoMetric logs nothing without boxes. Nothing else differs
+from the config as shipped. To run one by hand, generate its data where the
+stock config looks for it and copy its command:"""
+
+
+def smoke_dataset(experiment: Experiment) -> str:
+    """'coco', 'cityscapes' or 'ade20k': the stock dataset of an experiment."""
+    for name in SMOKE_DATA:
+        if name in osp.basename(experiment.stock):
+            return name
+    raise ValueError(f'{experiment.stock}: no smoke dataset for it; known: {list(SMOKE_DATA)}')
+
+
+def smoke_options(experiment: Experiment, data_root: Optional[str] = None) -> Dict[str, object]:
+    """The cfg-options of an experiment's smoke run.
+
+    Data root (default: the stock one), the family's sizes, no pretrained
+    download, and for detectors a score threshold of 0: after two iterations
+    no box clears the stock 0.05, and CocoMetric logs no metric for no boxes.
+    """
+    data = SMOKE_DATA[smoke_dataset(experiment)]
+    root = (data_root or data.data_root).rstrip('/') + '/'
+    options: Dict[str, object] = {
+        'train_dataloader.dataset.data_root': root,
+        'val_dataloader.dataset.data_root': root,
+    }
+    if data.layout == 'coco':
+        options['val_evaluator.ann_file'] = root + 'annotations/instances_val2017.json'
+        options['model.backbone.init_cfg'] = None
+        one_stage = experiment.model == 'retinanet'
+        options['model.test_cfg.score_thr' if one_stage else 'model.test_cfg.rcnn.score_thr'] = 0.0
+    else:
+        options['model.pretrained'] = None
+    options.update(data.options)
+    return options
+
+
+def cli_options(options: Dict[str, object]) -> List[str]:
+    """``key=value`` strings that ``--cfg-options`` (mmengine's DictAction)
+    parses back into ``options``."""
+    def text(value):
+        if isinstance(value, tuple):
+            return '(' + ','.join(text(v) for v in value) + ')'
+        return str(value)
+    return [f'{key}={text(value)}' for key, value in options.items()]
+
+
+def smoke_command(experiment: Experiment, data_root: Optional[str] = None,
+                  work_dir: str = 'work_dirs/smoke', multiline: bool = False) -> str:
+    """The tools/train.py command line of an experiment's smoke run (quoted
+    for a POSIX shell; ``multiline``: one option per line)."""
+    return _shell(['python', 'tools/train.py', experiment.path, '--work-dir', work_dir,
+                   '--cfg-options'], cli_options(smoke_options(experiment, data_root)),
+                  multiline)
+
+
+def _shell(head: List[str], options: List[str], multiline: bool) -> str:
+    """``head`` and ``options`` quoted for a POSIX shell; ``multiline``: each
+    option on a line of its own."""
+    import shlex
+    head, options = [shlex.quote(w) for w in head], [shlex.quote(w) for w in options]
+    if not multiline:
+        return ' '.join(head + options)
+    return ' \\\n    '.join([' '.join(head)] + options)
+
+
+def smoke_test_options(experiment: Experiment,
+                       data_root: Optional[str] = None) -> Dict[str, object]:
+    """The cfg-options of ``tools/test.py`` on a smoke run's checkpoint: the
+    smoke run's validation options, applied to the test loader and evaluator."""
+    options = {}
+    for key, value in smoke_options(experiment, data_root).items():
+        if key.startswith('val_'):
+            options['test_' + key[len('val_'):]] = value
+        elif key.startswith('model.'):
+            options[key] = value
+    return options
+
+
+def smoke_checkpoint(experiment: Experiment) -> str:
+    """The checkpoint the stock checkpoint hook writes at the end of a smoke run."""
+    return 'epoch_1.pth' if smoke_dataset(experiment) == 'coco' else 'iter_2.pth'
+
+
+def smoke_test_command(experiment: Experiment, data_root: Optional[str] = None,
+                       work_dir: str = 'work_dirs/smoke', multiline: bool = False) -> str:
+    """The tools/test.py command line evaluating a smoke run's checkpoint."""
+    return _shell(['python', 'tools/test.py', experiment.path,
+                   f'{work_dir}/{smoke_checkpoint(experiment)}', '--work-dir',
+                   f'{work_dir}/test', '--cfg-options'],
+                  cli_options(smoke_test_options(experiment, data_root)), multiline)
+
+
+def smoke_generate_command(dataset: str, out: Optional[str] = None) -> str:
+    """The generator command writing a smoke dataset where the configs look."""
+    data = SMOKE_DATA[dataset]
+    return (f'python tools/data/generate_shapes.py --layout {data.layout} '
+            f'--out {(out or data.data_root).rstrip("/")} --num-train {SMOKE_NUM_TRAIN} '
+            f'--num-val {SMOKE_NUM_VAL} --img-size {SMOKE_IMG_SIZE}')
+
+
+def _tree(root: str, label: str, shown: int = 2) -> List[str]:
+    """A listing of ``root`` (a few files per folder), named ``label``."""
+    lines = [label.rstrip('/') + '/']
+    for folder, dirs, files in sorted(os.walk(root)):
+        dirs.sort()
+        depth = osp.relpath(folder, root).count(os.sep) + 1 if folder != root else 0
+        if folder != root:
+            lines.append('    ' * depth + osp.basename(folder) + '/')
+        files = sorted(f for f in files if f != 'manifest.json' or folder != root)
+        for name in files[:shown]:
+            lines.append('    ' * (depth + 1) + name)
+        if len(files) > shown:
+            lines.append('    ' * (depth + 1) + f'... ({len(files)} files in all)')
+    return lines
+
+
+def smoke_sections() -> str:
+    """configs/README.md's part on the smoke runs: per dataset family, the
+    generated tree, the commands and the options (generated here, so that
+    the README shows what the test runs)."""
+    import tempfile
+
+    from mmwrs.datasets import generate_shapes
+    by_dataset: Dict[str, List[Experiment]] = {}
+    for experiment in experiments():
+        by_dataset.setdefault(smoke_dataset(experiment), []).append(experiment)
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for dataset, data in SMOKE_DATA.items():
+            root = generate_shapes(osp.join(tmp, dataset), num_train=SMOKE_NUM_TRAIN,
+                                   num_val=SMOKE_NUM_VAL, img_size=SMOKE_IMG_SIZE,
+                                   layout=data.layout)
+            first = by_dataset[dataset][0]
+            out += [f'### Smoke data: {dataset}', '',
+                    f'Used by: {data.models} ({len(by_dataset[dataset])} configs). The stock '
+                    f'configs read `{data.data_root}`; the generated tree:', '',
+                    '```', *_tree(root, data.data_root), '```', '',
+                    'Generate it, then train any of these configs as the test does '
+                    f'(`{osp.basename(first.path)}` shown; the others differ only in the '
+                    'config path' + (', and RetinaNet reads `model.test_cfg.score_thr`'
+                                     if dataset == 'coco' else '') + '):', '',
+                    '```bash', smoke_generate_command(dataset),
+                    smoke_command(first, multiline=True), '```', '',
+                    'and evaluate its checkpoint (the test does so for the ws and ws-eps-l2 '
+                    'configs, whose model is converted at start-up):', '',
+                    '```bash', smoke_test_command(first, multiline=True), '```', '']
+    return '\n'.join(out)

@@ -1,9 +1,10 @@
 """Write the experiment configs of the paper's matrix and their table.
 
 The matrix (models x regularizer settings) is defined once, in
-``tools/analysis/experiments.py``; this writes ``configs/<model>/<name>.py`` for each
-entry and the table between the markers in ``configs/README.md``, so the
-files and the table cannot drift apart.
+``tools/analysis/experiments.py``; this writes ``configs/<model>/<name>.py`` for
+each entry and, between the markers in ``configs/README.md``, the table and the
+smoke-run sections (each dataset's generated tree and the command the matrix
+test runs), so the files, the table and the tests cannot drift apart.
 
     python tools/analysis/gen_experiment_configs.py          # write
     python tools/analysis/gen_experiment_configs.py --check  # exit 1 if stale

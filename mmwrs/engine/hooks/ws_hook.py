@@ -9,7 +9,18 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from mmwrs.core import discover_scale_invariant
 from mmwrs.core.validation import check_positive_int
 
-from ..runner_utils import discovery_forward, is_training_run, train_mode, unwrap_model
+from ..runner_utils import (built_loop, is_training_run, loss_forward, sample_batch, train_mode,
+                            unwrap_model)
+
+
+def tensor_forward(model: nn.Module, batch):
+    """An inference forward (``mode='tensor'``) of an mmengine ``BaseModel``."""
+    def forward():
+        data = model.data_preprocessor(batch, False)
+        if isinstance(data, dict):
+            return model(**data, mode='tensor')
+        return model(*data, mode='tensor')
+    return forward
 
 
 def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
@@ -59,12 +70,50 @@ class WeightStandardizationHook(Hook):
                                              num_groups)
         self.converted = []
 
+    @staticmethod
+    def _discover(model, batch, training: bool, logger):
+        """Trace a loss pass: on training samples, or on the evaluation ones,
+        which carry annotations in the stock test pipelines (the loss pass
+        also reaches layers only training uses, e.g. auxiliary heads, so the
+        model matches the trained one). Evaluation data without annotations:
+        the inference forward."""
+        try:
+            return discover_scale_invariant(model, loss_forward(model, batch))
+        except Exception as error:  # noqa: BLE001  (no annotations: any codebase's error)
+            if training:
+                raise
+            logger.info(f'WeightStandardizationHook: no loss on the evaluation samples '
+                        f'({type(error).__name__}: {error}); tracing the inference '
+                        'forward (layers only training uses stay unconverted)')
+            return discover_scale_invariant(model, tensor_forward(model, batch))
+
     def before_run(self, runner) -> None:
-        if not is_training_run(runner):
+        """Convert the model; in training runs, and in ``runner.val()`` /
+        ``runner.test()`` (``tools/test.py``), whose checkpoint was saved from
+        the converted model and loads after ``before_run``."""
+        loop = built_loop(runner)
+        if loop is None:
             return
         model = unwrap_model(runner.model)
-        with train_mode(model):
-            found = discover_scale_invariant(model, discovery_forward(runner))
+        batch = sample_batch(loop.dataloader)
+        # Frozen stages (mmdet's frozen_stages=1: stem and layer1) are converted
+        # too, as in mmdet's gn+ws configs; otherwise a WS+GN checkpoint would
+        # load into plain convs before BNs with default statistics. Discovery
+        # skips frozen weights and autograd does not trace them: unfreeze them
+        # for the pass (their Parameters keep requires_grad=False after).
+        frozen = [p for p in model.parameters() if not p.requires_grad]
+        # The mode the loop runs in (which conv feeds which norm does not
+        # depend on it); evaluation batches may hold one image, too few for a
+        # train-mode BN after global pooling (PSPNet, ASPP).
+        training = is_training_run(runner)
+        with train_mode(model, training):
+            try:
+                for param in frozen:
+                    param.requires_grad_(True)
+                found = self._discover(model, batch, training, runner.logger)
+            finally:
+                for param in frozen:
+                    param.requires_grad_(False)
         modules = {id(m): n for n, m in model.named_modules()}
         layer_of = {id(p): n.rpartition('.')[0] for n, p in model.named_parameters()}
         norms_done = set()
