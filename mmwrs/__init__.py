@@ -11,8 +11,8 @@ PyTorch; the rest is imported when mmengine (and mmdet / mmseg) are installed.
 """
 import importlib.util
 
-from .version import __version__
 from . import compat
+from .version import __version__
 
 compat.check_versions()
 

@@ -7,10 +7,10 @@ import textwrap
 import pytest
 import torch
 
-from conftest import REPO
-
 import mmwrs
 from mmwrs import compat
+
+from conftest import REPO
 
 
 def _python(code: str) -> subprocess.CompletedProcess:
@@ -154,8 +154,8 @@ def test_overlay_paths_and_scope(tmp_path):
     user = tmp_path / 'user.py'
     user.write_text("_base_ = ['mmwrs::regularizers/ws_eps_l2.py']\n")
     cfg = Config.fromfile(str(user))
-    assert [h['type'] for h in cfg.custom_hooks] == ['WeightStandardizationHook',
-                                                    'EpsShiftedL2Hook']
+    assert [h['type'] for h in cfg.custom_hooks] == [
+        'WeightStandardizationHook', 'EpsShiftedL2Hook']
     assert all(h['_scope_'] == 'mmwrs' for h in cfg.custom_hooks)
     # Built in the mmwrs scope, the hooks resolve from mmengine's root registry.
     hook = HOOKS.build(cfg.custom_hooks[1])

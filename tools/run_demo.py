@@ -90,7 +90,8 @@ def main():
 
     print('\n[demo] results (same seed and schedule; norms: filters of the '
           'scale-invariant weights WRS controls)')
-    header = f'{"config":34s} {"reg":4s} {"metrics":48s} {"filter norm mean [min, max]":30s} {"time":>6s}'
+    header = (f'{"config":34s} {"reg":4s} {"metrics":48s} '
+              f'{"filter norm mean [min, max]":30s} {"time":>6s}')
     print(header)
     print('-' * len(header))
     for config, regularizer, metrics, stats, seconds in rows:

@@ -8,9 +8,10 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from mmengine.runner import Runner  # noqa: E402
+
 import mmwrs  # noqa: E402,F401  (version check, fixes, registrations, mmwrs:: scope)
 from mmwrs import compat  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
 
 compat.apply_tool_fixes()  # kill-safe checkpoints, CPU launchers
 

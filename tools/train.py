@@ -8,14 +8,15 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from mmengine.runner import Runner  # noqa: E402
+
 import mmwrs  # noqa: E402,F401  (version check, fixes, registrations, mmwrs:: scope)
 from mmwrs import compat  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
 
 compat.apply_tool_fixes()  # kill-safe checkpoints, CPU launchers
 
-from mmwrs.launch import (DictAction, apply_amp, load_config,  # noqa: E402
-                          prepare_launcher, register_codebase, set_local_rank)
+from mmwrs.launch import (DictAction, apply_amp, load_config, prepare_launcher,  # noqa: E402
+                          register_codebase, set_local_rank)
 
 
 def parse_args(argv=None):

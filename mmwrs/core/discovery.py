@@ -15,8 +15,7 @@ import contextlib
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import (Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple,
-                    Union)
+from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn

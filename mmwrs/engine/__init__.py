@@ -4,9 +4,9 @@ Importing this package registers every mmwrs type into mmengine's root
 registries, from which the mmdet and mmseg child registries resolve them.
 """
 from . import registry  # noqa: F401  (SGDP, AdamP into OPTIMIZERS)
+from .constructors import EpsShiftedL2OptimWrapperConstructor, WRSOptimWrapperConstructor
 from .hooks import (EpsShiftedL2Hook, FixNormHook, NormMonitorHook, ReplaceOptimizerHook,
                     WeightStandardizationHook, WRSHook)
-from .constructors import EpsShiftedL2OptimWrapperConstructor, WRSOptimWrapperConstructor
 from .optim_wrappers import AmpWRSOptimWrapper, WRSOptimWrapper
 from .param_groups import split_off_params_
 

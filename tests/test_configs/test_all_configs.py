@@ -37,7 +37,8 @@ def test_overlay_composes_with_a_stock_config(tmp_path, stock, overlay):
     cfg = Config.fromfile(str(child))  # mmengine refuses keys defined in two bases
     assert cfg.custom_imports.imports == ['mmwrs']
     assert cfg.optim_wrapper.optimizer.type == 'SGD'  # the stock optimizer is kept
-    import mmwrs  # noqa: F401
     from mmengine.registry import HOOKS
+
+    import mmwrs  # noqa: F401
     for hook in cfg.get('custom_hooks', []):
         HOOKS.build(dict(hook))  # options valid, types registered

@@ -6,8 +6,7 @@ import torch
 from torch import nn
 
 from mmwrs.core import WeightRescaler, discover_scale_invariant
-from mmwrs.testing import (STOCK_DETECTORS, STOCK_SEGMENTORS, build_stock_model,
-                           demo_batch, loss_of)
+from mmwrs.testing import STOCK_DETECTORS, STOCK_SEGMENTORS, build_stock_model, demo_batch, loss_of
 
 # Train-mode norms everywhere and nothing frozen: then every conv that feeds a
 # BN is invariant on its own, which is what the orthogonality check needs.
@@ -28,10 +27,11 @@ MUST_FIND = {
             r'^auxiliary_head\.convs\.0\.conv\.weight$'],
     'pspnet': [r'^decode_head\.psp_modules\.\d\.1\.conv\.weight$',
                r'^decode_head\.bottleneck\.conv\.weight$'],
-    'deeplabv3plus': [r'^decode_head\.aspp_modules\.\d\.(depthwise|pointwise)_conv\.conv\.weight$',
-                      r'^decode_head\.sep_bottleneck\.\d\.(depthwise|pointwise)_conv\.conv\.weight$',
-                      r'^decode_head\.c1_bottleneck\.conv\.weight$',
-                      r'^decode_head\.image_pool\.1\.conv\.weight$'],
+    'deeplabv3plus': [
+        r'^decode_head\.aspp_modules\.\d\.(depthwise|pointwise)_conv\.conv\.weight$',
+        r'^decode_head\.sep_bottleneck\.\d\.(depthwise|pointwise)_conv\.conv\.weight$',
+        r'^decode_head\.c1_bottleneck\.conv\.weight$',
+        r'^decode_head\.image_pool\.1\.conv\.weight$'],
 }
 MUST_EXCLUDE = {
     'faster_rcnn': [r'^neck\.(lateral|fpn)_convs\.\d\.conv\.weight$',
@@ -39,7 +39,8 @@ MUST_EXCLUDE = {
                     r'^rpn_head\.rpn_(cls|reg)\.weight$'],
     'retinanet': [r'^neck\.(lateral|fpn)_convs\.\d\.conv\.weight$',
                   r'^bbox_head\.(retina_cls|retina_reg)\.weight$'],
-    'mask_rcnn': [r'^neck\.fpn_convs\.\d\.conv\.weight$', r'^roi_head\.mask_head\.conv_logits\.weight$'],
+    'mask_rcnn': [r'^neck\.fpn_convs\.\d\.conv\.weight$',
+                  r'^roi_head\.mask_head\.conv_logits\.weight$'],
     'fcn': [r'^decode_head\.conv_seg\.weight$'],
     'pspnet': [r'^decode_head\.conv_seg\.weight$'],
     'deeplabv3plus': [r'^decode_head\.conv_seg\.weight$'],
@@ -164,7 +165,7 @@ def test_frozen_stages_and_norm_eval_of_stock_detector():
     assert 'frozen' in excluded['backbone.layer1.0.conv1.weight']
     conv = found['backbone.layer2.0.conv1.weight']
     assert [u.running_stats for u in conv.uses] == [True]  # eval-mode BN: compensated
-    assert all(not w.param is None and w.param.requires_grad for w in result.invariant)
+    assert all(w.param is not None and w.param.requires_grad for w in result.invariant)
 
 
 class _Shared(nn.Module):
@@ -213,7 +214,8 @@ def test_group_and_layer_norm_coarsen_granularity():
 def test_bad_options_are_named():
     model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4))
     x = torch.randn(2, 3, 4, 4)
-    with pytest.raises(ValueError, match=r"granularity must be one of \('filter', 'layer'\), got 'channel'"):
+    with pytest.raises(ValueError,
+                       match=r"granularity must be one of \('filter', 'layer'\), got 'channel'"):
         discover_scale_invariant(model, lambda: model(x).sum(), granularity='channel')
     with pytest.raises(ValueError, match=r"include: '\(' is not a valid regular expression"):
         discover_scale_invariant(model, lambda: model(x).sum(), include=['('])

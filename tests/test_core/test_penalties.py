@@ -6,8 +6,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mmwrs.core.penalties import (add_eps_shifted_l2_grad_,
-                                  eps_shifted_l2_grad, eps_shifted_l2_penalty)
+from mmwrs.core.penalties import (add_eps_shifted_l2_grad_, eps_shifted_l2_grad,
+                                  eps_shifted_l2_penalty)
 
 
 def rel_dev(ours, ref):

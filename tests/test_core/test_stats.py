@@ -111,6 +111,7 @@ def test_angle_of_a_small_float32_update_is_accurate(step):
     b = a + step * torch.randn(a.shape, generator=g)  # one small SGD-like update
     # Reference: Kahan's unit-vector formula in float64 (acos of a float64
     # cosine is off by percents at 1e-6 rad: the cosine's rounding is ~1e-14).
+
     def reference(a, b):
         ua, ub = a.double() / a.double().norm(), b.double() / b.double().norm()
         return math.degrees(2 * math.atan2((ua - ub).norm(), (ua + ub).norm()))

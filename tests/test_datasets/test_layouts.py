@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from mmwrs.datasets import generate_shapes
-from mmwrs.datasets.shapes_generator import (ADE20K_BACKGROUND, ADE20K_SHAPE_LABELS, CLASSES,
+from mmwrs.datasets.shapes_generator import (ADE20K_BACKGROUND, ADE20K_SHAPE_LABELS,
                                              CITYSCAPES_BACKGROUND, CITYSCAPES_CLASSES,
-                                             CITYSCAPES_SHAPE_NAMES, COCO_CATEGORIES,
+                                             CITYSCAPES_SHAPE_NAMES, CLASSES, COCO_CATEGORIES,
                                              COCO_SHAPE_NAMES)
 
 from conftest import load_tool

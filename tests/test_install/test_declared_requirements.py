@@ -1,13 +1,13 @@
 """setup.py declares ranges, in step with what `import mmwrs` checks."""
 import os.path as osp
 import runpy
-
-import pytest
 import setuptools
 
-from conftest import REPO
+import pytest
 
 from mmwrs.compat import SUPPORTED
+
+from conftest import REPO
 
 
 @pytest.fixture(scope='module')

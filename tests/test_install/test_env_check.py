@@ -27,7 +27,6 @@ def decide(**facts):
     return env_check.decide(**args)
 
 
-
 def test_cpu_machine_builds_cpu_ops():
     # This machine: a CUDA build of torch (classic) or a CPU build (pinned), no GPU.
     assert decide().action == 'cpu'

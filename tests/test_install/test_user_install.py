@@ -80,7 +80,7 @@ def test_scoped_overlay_from_a_config_outside_the_repo(site, tmp_path):
     (tmp_path / 'my_wrs.py').write_text(
         "_base_ = ['mmwrs::regularizers/wrs.py']\n"
         "custom_hooks = [dict(type='WRSHook', target_norm='init')]\n")
-    result = _python(f'''
+    result = _python('''
         import mmwrs  # registers the mmwrs:: scope; mmwrs's own tools do this first
         from mmengine.config import Config
         from mmengine.registry import HOOKS

@@ -7,8 +7,8 @@ import torch
 
 from mmwrs.optim import SGDP
 
-from optim_testing import (RAW_CASES, RTOL, batches, cfg_id, channel_cos, make_model,
-                           model_step, raw_run, rel_dev, synthetic_grad, train_with_reference)
+from optim_testing import (RAW_CASES, RTOL, batches, cfg_id, channel_cos, make_model, model_step,
+                           raw_run, rel_dev, synthetic_grad, train_with_reference)
 
 SGDP_CONFIGS = [
     dict(lr=0.1, momentum=0.9, nesterov=False, weight_decay=0),

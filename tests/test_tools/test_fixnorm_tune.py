@@ -7,8 +7,6 @@ import torch
 from conftest import SEG_DEMO, load_tool
 
 
-
-
 @pytest.fixture(scope='module')
 def tool():
     return load_tool('tools/analysis/fixnorm_tune.py')

@@ -32,7 +32,7 @@ def _plot_in_process(*args):
 def _plot(*args):
     env = dict(os.environ, PYTHONPATH=REPO)
     return subprocess.run([sys.executable, 'tools/analysis/plot_curves.py', *map(str, args)],
-                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_plots_of_a_real_run(make_cfg, tmp_path):

@@ -38,7 +38,8 @@ def test_srun_runs_two_tasks(slurm_env):
 def test_slurm_train_two_tasks_keep_weights_identical(slurm_env, make_cfg, tmp_path):
     cfg = make_cfg(SEG_DEMO, ['wrs'], iters=3, custom_hooks=[
         dict(type='WRSHook'), dict(type='DumpWeightsHook')],
-        custom_imports=dict(imports=['mmwrs', 'register_dump_weights_hook'], allow_failed_imports=False))
+        custom_imports=dict(imports=['mmwrs', 'register_dump_weights_hook'],
+                            allow_failed_imports=False))
     config = str(tmp_path / 'slurm_cfg.py')
     cfg.dump(config)
     work_dir = tmp_path / 'work'

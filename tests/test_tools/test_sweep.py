@@ -17,8 +17,6 @@ from conftest import REPO, SEG_DEMO, load_tool
 SWEEP = osp.join(REPO, 'tools/analysis/sweep.py')
 
 
-
-
 @pytest.fixture(scope='module')
 def tool():
     return load_tool('tools/analysis/sweep.py')
@@ -32,7 +30,7 @@ def tiny_config(make_cfg, tmp_path):
 
 
 def test_killed_sweep_resumes_without_retraining_and_reports(tool, tiny_config, tmp_path,
-                                                              capsys):
+                                                             capsys):
     sweep_dir = tmp_path / 'sweep'
     argv = [tiny_config, '--sweep-dir', str(sweep_dir), '--decays', '1e-4', '1e-3',
             '--seeds', '0', '--iters', '2', '--monitor-interval', '1']

@@ -80,7 +80,8 @@ def test_amp_refuses_to_replace_another_wrapper():
 def test_two_process_gloo_training_keeps_ranks_identical(make_cfg, tmp_path):
     cfg, path = _dumped(make_cfg, tmp_path, SEG_DEMO, ['wrs'], 3, custom_hooks=[
         dict(type='WRSHook'), dict(type='DumpWeightsHook')],
-        custom_imports=dict(imports=['mmwrs', 'register_dump_weights_hook'], allow_failed_imports=False))
+        custom_imports=dict(imports=['mmwrs', 'register_dump_weights_hook'],
+                            allow_failed_imports=False))
     work_dir = tmp_path / 'dist'
     env = dict(PYTHON=sys.executable, PORT=str(29500 + os.getpid() % 1000))
     result = _run(['bash', 'tools/dist_train.sh', path, '2', '--work-dir', str(work_dir)], env)

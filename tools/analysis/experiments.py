@@ -212,7 +212,8 @@ TABLE_END = '<!-- end of experiment table -->'
 def experiment_table() -> str:
     """The markdown table of every experiment config and its launch commands."""
     lines = [TABLE_BEGIN,
-             '| model | dataset | regularizer | config | single process | stock GPU count, one machine | Slurm |',
+             '| model | dataset | regularizer | config | single process '
+             '| stock GPU count, one machine | Slurm |',
              '|---|---|---|---|---|---|---|']
     for experiment in experiments():
         commands = launch_commands(experiment.path)

@@ -43,9 +43,9 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 # This checkout's mmwrs, and experiments.py beside this file (also when the
 # file is loaded by path, as the tests do, not run as a script).
 sys.path[:0] = [REPO, osp.dirname(osp.abspath(__file__))]
-from experiments import compose, final_metrics, overlay_path, primary_metric  # noqa: E402
-
 from mmwrs.fileio import write_atomic  # noqa: E402
+
+from experiments import compose, final_metrics, overlay_path, primary_metric  # noqa: E402
 
 DECAYS = (1e-5, 5e-5, 1e-4, 5e-4, 1e-3)
 DONE = 'done.json'

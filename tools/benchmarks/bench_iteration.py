@@ -19,10 +19,10 @@ import torch
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
-import mmwrs  # noqa: E402,F401
 from mmengine.config import Config  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
+import mmwrs  # noqa: E402,F401
 from mmwrs.datasets import generate_shapes  # noqa: E402
 from mmwrs.launch import register_codebase  # noqa: E402
 

@@ -57,7 +57,8 @@ def main():
     print(f'parameter set: Faster R-CNN R50-FPN, {total:,} trainable parameters, '
           f'{len(controlled)} rescaled weights ({rescaler.num_params:,} parameters)')
     print(f'SGD-momentum step (all parameters): {1e3 * sgd_t:8.2f} ms (median of {args.repeats})')
-    print(f'WRS rescale (controlled weights):    {1e3 * rescale_t:8.2f} ms (median of {args.repeats})')
+    print(f'WRS rescale (controlled weights):    {1e3 * rescale_t:8.2f} ms '
+          f'(median of {args.repeats})')
     print(f'ratio rescale / SGD step:           {rescale_t / sgd_t:8.3f}  (target <= 0.25)')
 
 

@@ -155,13 +155,15 @@ class PlainFasterRCNN(nn.Module):
             feats.append(x)
         laterals = [conv(f) for conv, f in zip(self.lateral, feats)]
         for i in range(len(laterals) - 1, 0, -1):
-            laterals[i - 1] = laterals[i - 1] + F.interpolate(laterals[i], laterals[i - 1].shape[-2:])
+            upsampled = F.interpolate(laterals[i], laterals[i - 1].shape[-2:])
+            laterals[i - 1] = laterals[i - 1] + upsampled
         pyramid = [conv(f) for conv, f in zip(self.fpn_out, laterals)]
         rpn_cls, rpn_reg = 0, 0
         for level in pyramid:
             hidden = F.relu(self.rpn_conv(level))
             logits = self.rpn_cls(hidden)
-            rpn_cls = rpn_cls + F.binary_cross_entropy_with_logits(logits, (logits.detach() > 0).float())
+            pseudo_labels = (logits.detach() > 0).float()
+            rpn_cls = rpn_cls + F.binary_cross_entropy_with_logits(logits, pseudo_labels)
             rpn_reg = rpn_reg + self.rpn_reg(hidden).abs().mean()
         rois = F.adaptive_avg_pool2d(pyramid[0], 7).flatten(1)
         hidden = F.relu(self.fc7(F.relu(self.fc6(rois))))
@@ -231,8 +233,9 @@ def synthetic_batch(device: torch.device, size: Dict[str, int], seed: int = 0):
         images.append(torch.rand(3, height, width, generator=generator).to(device))
         xy = torch.rand(5, 2, generator=generator) * torch.tensor([width * 0.7, height * 0.7])
         wh = (0.1 + 0.2 * torch.rand(5, 2, generator=generator)) * torch.tensor([width, height])
+        labels = torch.randint(1, NUM_CLASSES, (5,), generator=generator)
         targets.append({'boxes': torch.cat([xy, xy + wh], 1).to(device),
-                        'labels': torch.randint(1, NUM_CLASSES, (5,), generator=generator).to(device)})
+                        'labels': labels.to(device)})
     return images, targets
 
 
@@ -453,7 +456,8 @@ def section_projection(device, size, ctx):
     total_loss(model, batch).backward()
     params = [p for p in model.parameters() if p.requires_grad and p.grad is not None]
     out: Dict[str, Any] = {'params': len(params), 'elements': sum(p.numel() for p in params),
-                           'agreement_steps': size['steps'], 'target_speedup': TARGETS['projection_speedup']}
+                           'agreement_steps': size['steps'],
+                           'target_speedup': TARGETS['projection_speedup']}
     for kind in ('sgdp', 'adamp'):
         # Agreement first, from identical states, then timing on the same copies.
         candidates, missing = projection_candidates(params, kind)
@@ -496,7 +500,8 @@ def section_amp_skip(device, size, ctx):
     x = torch.randn(4, 3, 16, 16, device=device)
     controller = WRSController()
     controller.discover(model, lambda: model(x).sum(), warn=lambda message: None)
-    wrapper = AmpWRSOptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    wrapper = AmpWRSOptimWrapper(optimizer=optimizer)
     wrapper.attach_wrs(controller, report=False)
     wrapper.initialize_count_status(model, 0, 10)
     controlled = controller.params

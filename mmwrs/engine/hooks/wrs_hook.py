@@ -7,8 +7,8 @@ from mmengine.registry import HOOKS
 from mmwrs.core import WeightRescaler
 from mmwrs.core.controller import WRSController
 
-from ..runner_utils import (discovery_forward, is_training_run, optim_wrappers_of,
-                            optimizers_of, split_off_in_runner_, train_mode, unwrap_model)
+from ..runner_utils import (discovery_forward, is_training_run, optim_wrappers_of, optimizers_of,
+                            split_off_in_runner_, train_mode, unwrap_model)
 
 
 @HOOKS.register_module()
