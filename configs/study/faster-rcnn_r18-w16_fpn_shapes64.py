@@ -40,9 +40,11 @@ test_evaluator = val_evaluator
 
 # Long schedule: warm-up, constant lr, x0.1 for the last quarter. A constant
 # phase is where weight decay's effect on the effective lr (lr/||w||^2) builds.
-max_iters = 4000
+# 2000 updates (twice the segmentor's cost per update) with twice its decay:
+# the same lr*wd*updates = 0.05 * 2e-3 * 2000 = 0.2 (x 1/(1-momentum) = 2).
+max_iters = 2000
 train_cfg = dict(max_iters=max_iters, val_interval=500)
-optim_wrapper = dict(optimizer=dict(lr=0.05, weight_decay=1e-3))
+optim_wrapper = dict(optimizer=dict(lr=0.05, weight_decay=2e-3))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
     dict(type='MultiStepLR', by_epoch=False, begin=0, end=max_iters,
