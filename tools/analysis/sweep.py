@@ -527,6 +527,12 @@ def format_mean_std(entry: dict) -> str:
     return f'{entry["mean"]:.4f} ± {entry["std"]:.4f}'
 
 
+def _default_decay(optimizer: Optional[str]) -> str:
+    """The decay a regularizer run keeps on the weights it does not control."""
+    decay = OPTIMIZERS.get(optimizer, {}).get('weight_decay')
+    return f"{decay:g} ({optimizer}'s)" if decay is not None else "config's"
+
+
 def results_table(results: dict) -> str:
     """Markdown: mean ± std per setting, then the spread across settings."""
     metric = results['metric'] or 'metric'
@@ -537,7 +543,8 @@ def results_table(results: dict) -> str:
              '|---|---|---|---|---|']
     for setting, entry in results['settings'].items():
         value = format_mean_std(entry)
-        decay = f'{entry["decay"]:g}' if entry['decay'] is not None else "config's"
+        decay = (f'{entry["decay"]:g}' if entry['decay'] is not None
+                 else _default_decay(entry.get('optimizer')))
         seeds = ', '.join(map(str, entry['seeds'])) or '-'
         missing = ', '.join(map(str, entry['missing'])) or '-'
         lines.append(f'| {setting} | {decay} | {value} | {len(entry["values"])} ({seeds}) '
