@@ -8,7 +8,7 @@
 #   fcn-sgd        tiny FCN, SGDM: lr {0.025,0.05,0.1} x wd {1e-4,5e-4,2e-3,5e-3} x seeds,
 #                  and WRS at the same lrs x seeds                  (45 runs, ~9 min each)
 #   det-sgd        tiny Faster R-CNN, the same grid                 (45 runs, ~10 min each)
-#   fcn-adamw      tiny FCN, AdamW: lr {5e-4,2e-3} x wd {0.05,0.5} x seeds, and
+#   fcn-adamw      tiny FCN, AdamW: lr {1e-3,4e-3} x wd {0.05,0.5} x seeds, and
 #                  AdamW + WRS at the same lrs x seeds              (18 runs)
 #   det-adamw      tiny Faster R-CNN, the same AdamW grid           (18 runs)
 #   ablation-fcn   tiny FCN, WRS at lr 0.05: target_norm 'init' vs 1.0 x filter vs
@@ -41,7 +41,7 @@ FCN=configs/study/fcn_r18-w16-d8_shapes64.py
 DET=configs/study/faster-rcnn_r18-w16_fpn_shapes64.py
 DEMO_FCN=configs/demo/fcn_r18-d8_shapes.py
 SGD=(--optimizers sgd --lrs 0.025 0.05 0.1 --decays 1e-4 5e-4 2e-3 5e-3)
-ADAMW=(--optimizers adamw --lrs 5e-4 2e-3 --decays 0.05 0.5)
+ADAMW=(--optimizers adamw --lrs 1e-3 4e-3 --decays 0.05 0.5)
 # Every monitored quantity each 50 iterations (NormMonitorHook leaves training
 # bit-identical), so the grid's runs also give the mechanism curves.
 COMMON=(--regularizers wrs --monitor-interval 50 --resume)
@@ -106,7 +106,7 @@ run_part() {
         set -- $c
         # Both optimizers in one table: the union of the sgd and adamw parts.
         sweep $2 --sweep-dir $OUT/$1 --optimizers sgd adamw --lrs sgd:0.025 sgd:0.05 sgd:0.1 \
-          adamw:5e-4 adamw:2e-3 --decays sgd:1e-4 sgd:5e-4 sgd:2e-3 sgd:5e-3 adamw:0.05 \
+          adamw:1e-3 adamw:4e-3 --decays sgd:1e-4 sgd:5e-4 sgd:2e-3 sgd:5e-3 adamw:0.05 \
           adamw:0.5 $(seeds) --regularizers wrs --collect
       done
       for v in init_filter unit_layer init_layer; do
@@ -127,8 +127,8 @@ run_part() {
         "$PY" tools/analysis/plot_curves.py $r/sgd_lr0.05_wd{0.0001,0.0005,0.002}_seed0 \
           $r/sgd_lr0.05_wrs_seed0 --out-dir docs/figures/study_${m}_sgd \
           --labels "WD 1e-4" "WD 5e-4" "WD 2e-3" WRS
-        "$PY" tools/analysis/plot_curves.py $r/adamw_lr0.0005_wd{0.05,0.5}_seed0 \
-          $r/adamw_lr0.0005_wrs_seed0 --out-dir docs/figures/study_${m}_adamw \
+        "$PY" tools/analysis/plot_curves.py $r/adamw_lr0.001_wd{0.05,0.5}_seed0 \
+          $r/adamw_lr0.001_wrs_seed0 --out-dir docs/figures/study_${m}_adamw \
           --labels "AdamW wd 0.05" "AdamW wd 0.5" "AdamW + WRS"
       done ;;
     *) echo "unknown part '$1'; parts: data fcn-sgd det-sgd fcn-adamw det-adamw" \
