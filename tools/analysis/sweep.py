@@ -102,9 +102,10 @@ def plan(decays: Sequence[float], seeds: Sequence[int],
 # --optimizers: name -> the optimizer dict that replaces the config's
 # (``_delete_``: no SGD momentum left in an AdamW dict). ``lr`` and
 # ``weight_decay`` missing here are the config's (an SGD config's lr is no
-# AdamW lr, hence AdamW's own); the run's --lrs and --decays values override both. AdamW's decay is decoupled (lr * wd per step), so its
-# useful values are ~100x SGD's; 0.05 is what a WRS run keeps on the weights
-# it does not rescale, as configs/_base_/regularizers/wrs_adamw.py does.
+# AdamW lr, hence AdamW's own); the run's --lrs and --decays values override
+# both. AdamW's decay is decoupled (lr * wd per step), so its useful values are
+# ~100x SGD's; 0.05 is what a WRS run keeps on the weights it does not
+# rescale, as configs/_base_/regularizers/wrs_adamw.py does.
 OPTIMIZERS = {
     'sgd': dict(type='SGD', momentum=0.9),
     'adamw': dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05),
