@@ -321,3 +321,28 @@ def test_method_summary_best_worst_median_spread_and_best_vs_best(tool):
     assert '| adamw+wd | 0 (1) | n/a | n/a | n/a | n/a |' in table
     assert 'Best vs best: sgd+wrs - sgd+wd = +3.0000 ± 1.4142 (standard error' in table
     assert 'Across weight-decay values' not in table  # one line over all optimizers would mislead
+
+
+def test_slurm_and_collect_paths_carry_the_lr_and_optimizer(tool, tiny_config, tmp_path):
+    sweep_dir = tmp_path / 'sweep'
+    argv = [tiny_config, '--sweep-dir', str(sweep_dir), '--optimizers', 'sgd', 'adamw',
+            '--lrs', 'sgd:0.01', 'adamw:1e-3', '--decays', 'sgd:1e-4', '--seeds', '0',
+            '--regularizers', 'wrs']
+    assert tool.main([*argv, '--slurm', 'cpu', '--gpus', '1', '--gpus-per-node', '0']) == 0
+    assert sorted(os.listdir(sweep_dir / 'slurm')) == [
+        'adamw_lr0.001_wrs_seed0.sh', 'sgd_lr0.01_wd0.0001_seed0.sh', 'sgd_lr0.01_wrs_seed0.sh']
+    text = (sweep_dir / 'slurm' / 'adamw_lr0.001_wrs_seed0.sh').read_text()
+    assert 'optim_wrapper.optimizer.lr=0.001' in text and 'weight_decay' not in text
+    composed = Config.fromfile(str(sweep_dir / 'configs' / 'adamw_lr0.001_wrs_seed0.py'))
+    assert composed.optim_wrapper.optimizer == dict(
+        type='AdamW', lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05)
+    # SGD keeps the config's lr and decay unless swept, with momentum.
+    sgd = Config.fromfile(str(sweep_dir / 'configs' / 'sgd_lr0.01_wrs_seed0.py'))
+    assert sgd.optim_wrapper.optimizer == dict(type='SGD', momentum=0.9, lr=0.02,
+                                               weight_decay=5e-4)
+    # --collect with nothing finished: every setting missing, no best yet.
+    assert tool.main([*argv, '--collect']) == 0
+    results = json.loads((sweep_dir / 'results.json').read_text())
+    assert results['done'] == 0 and results['total'] == 3
+    assert {m: s['best'] for m, s in results['methods'].items()} == {
+        'sgd+wd': None, 'sgd+wrs': None, 'adamw+wrs': None}
