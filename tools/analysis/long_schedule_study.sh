@@ -5,9 +5,9 @@
 #
 # PART (run from the repository root):
 #   data           generate data/shapes64 (300 train / 200 val, 64 px) and data/shapes
-#   fcn-sgd        tiny FCN, SGDM: lr {0.025,0.05,0.1} x wd {1e-4,5e-4,2e-3,5e-3} x seeds,
-#                  and WRS at the same lrs x seeds                  (45 runs, ~9 min each)
-#   det-sgd        tiny Faster R-CNN, the same grid                 (45 runs, ~10 min each)
+#   fcn-sgd        tiny FCN, SGDM: lr {0.025,0.05,0.1,0.2} x wd {1e-4,5e-4,2e-3,5e-3} x seeds,
+#                  and WRS at the same lrs x seeds                  (60 runs, 4-12 min each)
+#   det-sgd        tiny Faster R-CNN, the same grid                 (60 runs, 4-6 min each)
 #   fcn-adamw      tiny FCN, AdamW: lr {1e-3,4e-3} x wd {0.05,0.5} x seeds, and
 #                  AdamW + WRS at the same lrs x seeds              (18 runs)
 #   det-adamw      tiny Faster R-CNN, the same AdamW grid           (18 runs)
@@ -40,7 +40,7 @@ export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONWARNINGS=ignore
 FCN=configs/study/fcn_r18-w16-d8_shapes64.py
 DET=configs/study/faster-rcnn_r18-w16_fpn_shapes64.py
 DEMO_FCN=configs/demo/fcn_r18-d8_shapes.py
-SGD=(--optimizers sgd --lrs 0.025 0.05 0.1 --decays 1e-4 5e-4 2e-3 5e-3)
+SGD=(--optimizers sgd --lrs 0.025 0.05 0.1 0.2 --decays 1e-4 5e-4 2e-3 5e-3)
 ADAMW=(--optimizers adamw --lrs 1e-3 4e-3 --decays 0.05 0.5)
 # Every monitored quantity each 50 iterations (NormMonitorHook leaves training
 # bit-identical), so the grid's runs also give the mechanism curves.
@@ -105,7 +105,7 @@ run_part() {
       for c in "fcn $FCN" "det $DET"; do
         set -- $c
         # Both optimizers in one table: the union of the sgd and adamw parts.
-        sweep $2 --sweep-dir $OUT/$1 --optimizers sgd adamw --lrs sgd:0.025 sgd:0.05 sgd:0.1 \
+        sweep $2 --sweep-dir $OUT/$1 --optimizers sgd adamw --lrs sgd:0.025 sgd:0.05 sgd:0.1 sgd:0.2 \
           adamw:1e-3 adamw:4e-3 --decays sgd:1e-4 sgd:5e-4 sgd:2e-3 sgd:5e-3 adamw:0.05 \
           adamw:0.5 $(seeds) --regularizers wrs --collect
       done
