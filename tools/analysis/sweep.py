@@ -19,8 +19,9 @@ regularizer), the best, worst and median setting of its grid, the spread, and
 the best-vs-best difference to weight decay with its seed error.
 
 Each run is ``tools/train.py`` on the config composed with the overlay
-(``mmwrs.experiments.compose``), with ``--cfg-options`` for the decay
-(``optim_wrapper.optimizer.weight_decay``), the seed (``randomness.seed``), the
+(``mmwrs.experiments.compose``; with ``--optimizers``, plus that optimizer's
+dict), with ``--cfg-options`` for the lr (``optim_wrapper.optimizer.lr``), the
+decay (``optim_wrapper.optimizer.weight_decay``), the seed (``randomness.seed``), the
 schedule (``--iters``) and yours. Layout of ``--sweep-dir``::
 
     configs/<run>.py         composed configs
