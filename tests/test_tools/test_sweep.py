@@ -181,6 +181,14 @@ def test_bad_input_is_refused_with_the_reason(tool, tiny_config, tmp_path):
         tool.main([detector, '--sweep-dir', str(tmp_path), '--iters', '10'])
     with pytest.raises(ValueError, match='--monitor-interval must be >= 0'):
         tool.main([tiny_config, '--sweep-dir', str(tmp_path), '--monitor-interval', '-1'])
+    # Overlays that swap the optimizer (or reset the lr) would undo the sweep.
+    with pytest.raises(ValueError, match=r"--regularizers wrs_adamw: the overlay replaces the "
+                       r"optimizer with 'AdamW'.*--optimizers adamw --regularizers wrs"):
+        tool.main([tiny_config, '--sweep-dir', str(tmp_path), '--optimizers', 'adamw',
+                   '--regularizers', 'wrs_adamw'])
+    with pytest.raises(ValueError, match=r"--regularizers adamp: the overlay sets lr=0.0001"):
+        tool.main([tiny_config, '--sweep-dir', str(tmp_path), '--lrs', '0.01',
+                   '--regularizers', 'adamp'])
 
 
 def test_resume_flag_reaches_train_py_only_for_interrupted_runs(tool, tiny_config, tmp_path):
@@ -190,3 +198,149 @@ def test_resume_flag_reaches_train_py_only_for_interrupted_runs(tool, tiny_confi
         str(tmp_path / 'configs' / 'wd0.0001_seed3.py'), '--work-dir',
         str(tmp_path / 'runs' / 'wd0.0001_seed3'), '--resume']
     assert '--resume' not in sweep.train_args(run, resume=False)
+
+
+def test_lr_and_optimizer_reach_the_runs_and_a_grown_grid_skips_finished_runs(
+        tool, tiny_config, tmp_path, capsys):
+    """AdamW (replacing the config's SGD) at 2 lrs x 1 decay + WRS, 1 seed."""
+    sweep_dir = tmp_path / 'sweep'
+    base = [tiny_config, '--sweep-dir', str(sweep_dir), '--optimizers', 'adamw',
+            '--decays', 'adamw:0.01', '--seeds', '0', '--regularizers', 'wrs', '--iters', '2']
+    assert tool.main([*base, '--lrs', '1e-3']) == 0
+    out = capsys.readouterr().out
+    assert '[sweep] 1/2 adamw lr=0.001 wd=0.01 seed=0 ... training' in out
+    assert '[sweep] 2/2 adamw lr=0.001 wrs seed=0 ... training' in out
+    runs = sweep_dir / 'runs'
+    first = ('adamw_lr0.001_wd0.01_seed0', 'adamw_lr0.001_wrs_seed0')
+    stamps = {run: os.stat(runs / run / 'done.json').st_mtime_ns for run in first}
+
+    # The same sweep with a second lr: the finished runs are skipped, not retrained.
+    assert tool.main([*base, '--lrs', '1e-3', '2e-3']) == 0
+    out = capsys.readouterr().out
+    assert '[sweep] 1/4 adamw lr=0.001 wd=0.01 seed=0 ... already done mIoU=' in out
+    assert '[sweep] 2/4 adamw lr=0.001 wrs seed=0 ... already done mIoU=' in out
+    assert '[sweep] 3/4 adamw lr=0.002 wd=0.01 seed=0 ... training' in out
+    assert '[sweep] 4/4 adamw lr=0.002 wrs seed=0 ... training' in out
+    assert {run: os.stat(runs / run / 'done.json').st_mtime_ns for run in first} == stamps
+
+    for lr in (1e-3, 2e-3):
+        for kind, decays in (('wd0.01', {0.01}), ('wrs', {0.0, 0.05})):
+            name = f'adamw_lr{lr:g}_{kind}_seed0'
+            composed = Config.fromfile(str(sweep_dir / 'configs' / f'{name}.py'))
+            assert composed.optim_wrapper.optimizer.type == 'AdamW', name
+            assert 'momentum' not in composed.optim_wrapper.optimizer  # SGD's, deleted
+            # What the run trained with: AdamW groups (betas, no momentum) at
+            # the swept lr (the scheduler's base value), the swept decay (WRS:
+            # 0 on the rescaled weights, AdamW's 0.05 on the rest).
+            groups = torch.load(runs / name / 'iter_2.pth',
+                                map_location='cpu')['optimizer']['param_groups']
+            assert all(g['betas'] == (0.9, 0.999) and 'momentum' not in g for g in groups)
+            assert {g['initial_lr'] for g in groups} == {lr}, name
+            assert {g['weight_decay'] for g in groups} == decays, name
+
+    results = json.loads((sweep_dir / 'results.json').read_text())
+    assert results['done'] == results['total'] == 4
+    assert set(results['methods']) == {'adamw+wd', 'adamw+wrs'}
+    assert results['methods']['adamw+wrs']['settings'] == ['adamw lr=0.001 wrs',
+                                                           'adamw lr=0.002 wrs']
+    table = (sweep_dir / 'results.md').read_text()
+    assert '| adamw+wd | 2 (0) |' in table and 'Best vs best: adamw+wrs - adamw+wd = ' in table
+    assert '(one seed: no error estimate)' in table
+    assert (sweep_dir / 'results.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+def test_plan_grid_lr_x_wd_x_seed_for_decay_and_lr_x_seed_for_wrs(tool):
+    runs = tool.plan_grid(['1e-4', '1e-3', 'adamw:0.05'], [0, 1], ['wrs'],
+                          ['sgd:0.01', 'sgd:0.02', 'adamw:1e-3'], ['sgd', 'adamw'])
+    by_method = {}
+    for run in runs:
+        by_method.setdefault(run.method, []).append((run.lr, run.decay, run.seed))
+    assert by_method['sgd+wd'] == [(lr, d, s) for lr in (0.01, 0.02) for d in (1e-4, 1e-3)
+                                   for s in (0, 1)]
+    assert by_method['sgd+wrs'] == [(lr, None, s) for lr in (0.01, 0.02) for s in (0, 1)]
+    assert by_method['adamw+wd'] == [(1e-3, d, s) for d in (1e-4, 1e-3, 0.05) for s in (0, 1)]
+    assert by_method['adamw+wrs'] == [(1e-3, None, 0), (1e-3, None, 1)]
+    assert len({run.name for run in runs}) == len(runs)  # one work dir each
+    assert runs[0].name == 'sgd_lr0.01_wd0.0001_seed0'
+    assert runs[0].setting == 'sgd lr=0.01 wd=0.0001'
+    # Without --lrs/--optimizers it is the decay x seed grid of before, same names.
+    assert tool.plan_grid([1e-4], [0], ['wrs']) == tool.plan([1e-4], [0], ['wrs'])
+    assert [r.name for r in tool.plan([1e-4], [0], ['wrs'])] == ['wd0.0001_seed0', 'wrs_seed0']
+    with pytest.raises(ValueError, match=r"--optimizers 'rmsprop': unknown; available: sgd"):
+        tool.plan_grid([], [0], ['wrs'], [], ['rmsprop'])
+    with pytest.raises(ValueError, match=r"--lrs 'adamw:1e-3': 'adamw' is not a swept"):
+        tool.plan_grid([], [0], ['wrs'], ['adamw:1e-3'], ['sgd'])
+    with pytest.raises(ValueError, match=r"--lrs '0': must be a finite number > 0"):
+        tool.plan_grid([], [0], ['wrs'], ['0'])
+    with pytest.raises(ValueError, match=r"--decays 'x': not a number"):
+        tool.plan_grid(['x'], [0], [])
+
+
+def test_method_summary_best_worst_median_spread_and_best_vs_best(tool):
+    # sgd+wd: 2 lrs x 2 decays; sgd+wrs: 2 lrs; adamw+wd one setting, no seeds done.
+    raw = {
+        'sgd lr=0.01 wd=0.0001': ('sgd', 0.01, 1e-4, 'wd', [70.0, 72.0]),
+        'sgd lr=0.01 wd=0.001': ('sgd', 0.01, 1e-3, 'wd', [60.0, 62.0]),
+        'sgd lr=0.02 wd=0.0001': ('sgd', 0.02, 1e-4, 'wd', [50.0, 54.0]),
+        'sgd lr=0.02 wd=0.001': ('sgd', 0.02, 1e-3, 'wd', [64.0, 66.0]),
+        'sgd lr=0.01 wrs': ('sgd', 0.01, None, 'wrs', [73.0, 75.0]),
+        'sgd lr=0.02 wrs': ('sgd', 0.02, None, 'wrs', [68.0]),
+        'adamw lr=0.001 wd=0.05': ('adamw', 1e-3, 0.05, 'wd', []),
+    }
+    settings = {}
+    for name, (optimizer, lr, decay, regularizer, values) in raw.items():
+        method = f'{optimizer}+{"wd" if decay is not None else regularizer}'
+        settings[name] = dict(optimizer=optimizer, lr=lr, decay=decay, method=method,
+                              regularizer=regularizer, values=values, seeds=[0, 1][:len(values)],
+                              missing=[1] if len(values) == 1 else [])
+        settings[name]['mean'], settings[name]['std'] = tool.mean_std(values)
+    methods = tool.method_summary(settings)
+    wd, wrs = methods['sgd+wd'], methods['sgd+wrs']
+    assert wd['best'] == dict(setting='sgd lr=0.01 wd=0.0001', mean=71.0, std=2 ** 0.5, seeds=2)
+    assert wd['worst'] == dict(setting='sgd lr=0.02 wd=0.0001', mean=52.0, std=8 ** 0.5,
+                               seeds=2)
+    assert wd['median'] == 63.0 and wd['spread'] == 19.0  # means 71, 61, 52, 65
+    assert wrs['best']['mean'] == 74.0 and wrs['worst'] == dict(
+        setting='sgd lr=0.02 wrs', mean=68.0, std=None, seeds=1)
+    assert wrs['median'] == 71.0 and wrs['spread'] == 6.0
+    # 74 - 71 = +3, with sqrt(2/2 + 2/2) = sqrt(2) from the seed stds.
+    assert wrs['vs_wd']['difference'] == 3.0
+    assert abs(wrs['vs_wd']['error'] - 2 ** 0.5) < 1e-12
+    assert 'vs_wd' not in wd
+    assert methods['adamw+wd']['best'] is None
+    assert methods['adamw+wd']['missing_settings'] == ['adamw lr=0.001 wd=0.05']
+
+    table = tool.results_table(dict(config='x.py', metric='mIoU', settings=settings,
+                                    done=11, total=14, methods=methods))
+    assert ('| sgd+wd | 4 (0) | 71.0000 ± 1.4142 (sgd lr=0.01 wd=0.0001, 2 seeds) | '
+            '52.0000 ± 2.8284 (sgd lr=0.02 wd=0.0001, 2 seeds) | 63.0000 | 19.0000 |') in table
+    assert '| sgd+wrs | 2 (0) |' in table
+    assert '68.0000 (one seed) (sgd lr=0.02 wrs, 1 seeds)' in table
+    assert '| adamw+wd | 0 (1) | n/a | n/a | n/a | n/a |' in table
+    assert 'Best vs best: sgd+wrs - sgd+wd = +3.0000 ± 1.4142 (standard error' in table
+    assert 'Across weight-decay values' not in table  # one line over all optimizers would mislead
+
+
+def test_slurm_and_collect_paths_carry_the_lr_and_optimizer(tool, tiny_config, tmp_path):
+    sweep_dir = tmp_path / 'sweep'
+    argv = [tiny_config, '--sweep-dir', str(sweep_dir), '--optimizers', 'sgd', 'adamw',
+            '--lrs', 'sgd:0.01', 'adamw:1e-3', '--decays', 'sgd:1e-4', '--seeds', '0',
+            '--regularizers', 'wrs']
+    assert tool.main([*argv, '--slurm', 'cpu', '--gpus', '1', '--gpus-per-node', '0']) == 0
+    assert sorted(os.listdir(sweep_dir / 'slurm')) == [
+        'adamw_lr0.001_wrs_seed0.sh', 'sgd_lr0.01_wd0.0001_seed0.sh', 'sgd_lr0.01_wrs_seed0.sh']
+    text = (sweep_dir / 'slurm' / 'adamw_lr0.001_wrs_seed0.sh').read_text()
+    assert 'optim_wrapper.optimizer.lr=0.001' in text and 'weight_decay' not in text
+    composed = Config.fromfile(str(sweep_dir / 'configs' / 'adamw_lr0.001_wrs_seed0.py'))
+    assert composed.optim_wrapper.optimizer == dict(
+        type='AdamW', lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05)
+    # SGD keeps the config's lr and decay unless swept, with momentum.
+    sgd = Config.fromfile(str(sweep_dir / 'configs' / 'sgd_lr0.01_wrs_seed0.py'))
+    assert sgd.optim_wrapper.optimizer == dict(type='SGD', momentum=0.9, lr=0.02,
+                                               weight_decay=5e-4)
+    # --collect with nothing finished: every setting missing, no best yet.
+    assert tool.main([*argv, '--collect']) == 0
+    results = json.loads((sweep_dir / 'results.json').read_text())
+    assert results['done'] == 0 and results['total'] == 3
+    assert {m: s['best'] for m, s in results['methods'].items()} == {
+        'sgd+wd': None, 'sgd+wrs': None, 'adamw+wrs': None}

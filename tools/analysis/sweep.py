@@ -7,9 +7,21 @@ the plain ``wd`` overlay and once per seed with each of ``--regularizers``
 all on the same schedule, and reports the final metric as mean ± std over
 seeds per setting and the spread across the decay values.
 
+Learning rate is the knob WRS changes (it fixes the norm, hence the effective
+lr), so a fair comparison tunes it for both: ``--lrs`` sweeps
+``optim_wrapper.optimizer.lr`` and ``--optimizers`` (``sgd``, ``adamw``)
+replaces the config's optimizer, giving lr x wd x seed for weight decay and
+lr x seed for each regularizer, per optimizer. A value ``adamw:1e-3`` of
+``--lrs`` or ``--decays`` is for that optimizer only. AdamW + WRS is
+``--optimizers adamw --regularizers wrs`` (the ``wrs_adamw`` overlay's setting,
+with the lr swept). The results then add, per method (optimizer x
+regularizer), the best, worst and median setting of its grid, the spread, and
+the best-vs-best difference to weight decay with its seed error.
+
 Each run is ``tools/train.py`` on the config composed with the overlay
-(``experiments.compose``), with ``--cfg-options`` for the decay
-(``optim_wrapper.optimizer.weight_decay``), the seed (``randomness.seed``), the
+(``experiments.compose``; with ``--optimizers``, plus that optimizer's
+dict), with ``--cfg-options`` for the lr (``optim_wrapper.optimizer.lr``), the
+decay (``optim_wrapper.optimizer.weight_decay``), the seed (``randomness.seed``), the
 schedule (``--iters``) and yours. Layout of ``--sweep-dir``::
 
     configs/<run>.py         composed configs
@@ -22,7 +34,8 @@ atomically after a successful run, with its metrics), and restarts (or, with
 ``--resume``, resumes from its last checkpoint) every run that was interrupted.
 
     python tools/analysis/sweep.py CONFIG --sweep-dir DIR [--decays 1e-5 ... 1e-3]
-        [--seeds 0 1 2] [--regularizers wrs ...] [--iters N] [--metric mIoU]
+        [--seeds 0 1 2] [--regularizers wrs ...] [--lrs 0.02 sgd:0.05 adamw:1e-3 ...]
+        [--optimizers sgd adamw] [--iters N] [--metric mIoU]
         [--monitor-interval N] [--resume] [--cfg-options k=v ...]
     python tools/analysis/sweep.py CONFIG --sweep-dir DIR --slurm PARTITION [--submit]
     python tools/analysis/sweep.py CONFIG --sweep-dir DIR --collect
@@ -54,17 +67,32 @@ DONE = 'done.json'
 class Run(NamedTuple):
     """One training of the grid."""
     regularizer: str
-    decay: Optional[float]  # None: the config's own weight decay
+    decay: Optional[float]  # None: the config's (or the optimizer's) own weight decay
     seed: int
+    lr: Optional[float] = None  # None: the config's (or the optimizer's) own lr
+    optimizer: Optional[str] = None  # a key of OPTIMIZERS; None: the config's optimizer
 
     @property
     def setting(self) -> str:
-        return f'wd={self.decay:g}' if self.decay is not None else self.regularizer
+        core = f'wd={self.decay:g}' if self.decay is not None else self.regularizer
+        prefix = [self.optimizer] if self.optimizer else []
+        prefix += [f'lr={self.lr:g}'] if self.lr is not None else []
+        return ' '.join(prefix + [core])
 
     @property
     def name(self) -> str:
         prefix = f'wd{self.decay:g}' if self.decay is not None else self.regularizer
+        if self.lr is not None:
+            prefix = f'lr{self.lr:g}_{prefix}'
+        if self.optimizer:
+            prefix = f'{self.optimizer}_{prefix}'
         return f'{prefix}_seed{self.seed}'
+
+    @property
+    def method(self) -> str:
+        """What a user picks (optimizer x regularizer); lr and decay are its knobs."""
+        regularizer = 'wd' if self.decay is not None else self.regularizer
+        return f'{self.optimizer}+{regularizer}' if self.optimizer else regularizer
 
 
 def plan(decays: Sequence[float], seeds: Sequence[int],
@@ -72,6 +100,92 @@ def plan(decays: Sequence[float], seeds: Sequence[int],
     """The runs of the grid: every decay x seed, then every regularizer x seed."""
     runs = [Run('wd', float(d), int(s)) for d in decays for s in seeds]
     runs += [Run(r, None, int(s)) for r in regularizers for s in seeds]
+    return runs
+
+
+# --optimizers: name -> the optimizer dict that replaces the config's
+# (``_delete_``: no SGD momentum left in an AdamW dict). ``lr`` and
+# ``weight_decay`` missing here are the config's (an SGD config's lr is no
+# AdamW lr, hence AdamW's own); the run's --lrs and --decays values override
+# both. AdamW's decay is decoupled (lr * wd per step), so its useful values are
+# ~100x SGD's; 0.05 is what a WRS run keeps on the weights it does not
+# rescale, as configs/_base_/regularizers/wrs_adamw.py does.
+OPTIMIZERS = {
+    'sgd': dict(type='SGD', momentum=0.9),
+    'adamw': dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05),
+}
+
+
+def parse_grid(values: Sequence, optimizers: Sequence[Optional[str]], flag: str
+               ) -> Dict[Optional[str], List[float]]:
+    """Per-optimizer values of a grid flag (``--lrs``, ``--decays``).
+
+    A bare value (``0.05``) is for every optimizer; ``NAME:VALUE``
+    (``adamw:1e-3``) only for that one, since useful learning rates and decays
+    differ by orders of magnitude between SGD and AdamW. Order is kept, and a
+    value given twice counts once.
+
+    Args:
+        values: Floats or strings from the command line.
+        optimizers: The swept optimizers (``[None]``: the config's own).
+        flag: The flag's name, for error messages.
+
+    Returns:
+        dict: optimizer -> its values.
+
+    Raises:
+        ValueError: A value that is not a number, a ``NAME:`` that is not
+            among ``optimizers``, or a number <= 0 for ``--lrs`` (< 0 for
+            ``--decays``).
+    """
+    grid = {optimizer: [] for optimizer in optimizers}
+    for value in values:
+        name, text = (None, value)
+        if isinstance(value, str) and ':' in value:
+            name, text = value.split(':', 1)
+            if name not in grid:
+                raise ValueError(f'{flag} {value!r}: {name!r} is not a swept optimizer; '
+                                 f'--optimizers are {[o for o in optimizers if o]}')
+        try:
+            number = float(text)
+        except (TypeError, ValueError):
+            raise ValueError(f'{flag} {value!r}: not a number (give VALUE or '
+                             'OPTIMIZER:VALUE, e.g. adamw:1e-3)') from None
+        if not (number > 0 if flag == '--lrs' else number >= 0) or math.isinf(number):
+            allowed = '> 0' if flag == '--lrs' else '>= 0'
+            raise ValueError(f'{flag} {value!r}: must be a finite number {allowed}')
+        for optimizer in ([name] if name is not None else optimizers):
+            if number not in grid[optimizer]:
+                grid[optimizer].append(number)
+    return grid
+
+
+def plan_grid(decays: Sequence, seeds: Sequence[int], regularizers: Sequence[str],
+              lrs: Sequence = (), optimizers: Sequence[str] = ()) -> List[Run]:
+    """The runs of an lr x optimizer grid (:func:`plan` when both are empty).
+
+    Per optimizer (the config's when ``optimizers`` is empty) and per lr (the
+    config's when that optimizer has none): every decay x seed, then every
+    regularizer x seed. So weight decay is swept over lr x wd x seed and WRS
+    over lr x seed.
+
+    Raises:
+        ValueError: An unknown optimizer (the message lists OPTIMIZERS), or a
+            bad grid value (see :func:`parse_grid`).
+    """
+    for optimizer in optimizers:
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f'--optimizers {optimizer!r}: unknown; available: '
+                             f'{", ".join(OPTIMIZERS)}')
+    names = list(dict.fromkeys(optimizers)) or [None]
+    decay_grid = parse_grid(decays, names, '--decays')
+    lr_grid = parse_grid(lrs, names, '--lrs')
+    runs = []
+    for optimizer in names:
+        for lr in lr_grid[optimizer] or [None]:
+            runs += [Run('wd', d, int(s), lr, optimizer)
+                     for d in decay_grid[optimizer] for s in seeds]
+            runs += [Run(r, None, int(s), lr, optimizer) for r in regularizers for s in seeds]
     return runs
 
 
@@ -116,6 +230,68 @@ def _check_iters(config: str, iters: int) -> None:
             '--cfg-options train_cfg.max_epochs=N instead')
 
 
+def _check_optimizer_overlays(runs: Sequence[Run]) -> None:
+    """Refuse overlays that would silently undo a swept optimizer or lr.
+
+    An overlay with a ``ReplaceOptimizerHook`` (sgdp, adamp, wrs_adamw)
+    swaps the optimizer after the config is built, and one with ``lr=`` also
+    resets the lr, so the run would not train with what its name says.
+
+    Raises:
+        ValueError: Naming the overlay, what it replaces, and what to use.
+    """
+    from mmengine.config import Config
+    for regularizer in sorted({r.regularizer for r in runs if r.optimizer or r.lr is not None}):
+        hooks = Config.fromfile(overlay_path(regularizer)).get('custom_hooks') or []
+        for hook in hooks:
+            if hook.get('type') != 'ReplaceOptimizerHook':
+                continue
+            swept = [r for r in runs if r.regularizer == regularizer]
+            if any(r.optimizer for r in swept):
+                raise ValueError(
+                    f'--regularizers {regularizer}: the overlay replaces the optimizer '
+                    f"with {hook['optimizer'].get('type')!r} (ReplaceOptimizerHook), which "
+                    'would undo --optimizers; sweep it without --optimizers, or use '
+                    '--optimizers adamw --regularizers wrs for AdamW + WRS')
+            if hook.get('lr') is not None and any(r.lr is not None for r in swept):
+                raise ValueError(
+                    f"--regularizers {regularizer}: the overlay sets lr={hook['lr']!r} "
+                    '(ReplaceOptimizerHook), which would undo --lrs; use --optimizers '
+                    'adamw --regularizers wrs --lrs ... for AdamW + WRS')
+
+
+def optimizer_dict(config: str, optimizer: str) -> dict:
+    """The optimizer dict of ``--optimizers NAME``, completed from ``config``.
+
+    ``lr`` and ``weight_decay`` that :data:`OPTIMIZERS` does not set are the
+    config's, so that a run without ``--lrs`` keeps the config's lr.
+    """
+    from mmengine.config import Config
+    own = Config.fromfile(config).optim_wrapper.get('optimizer') or {}
+    out = dict(OPTIMIZERS[optimizer])
+    for key in ('lr', 'weight_decay'):
+        if key not in out and key in own:
+            out[key] = own[key]
+    return out
+
+
+def _append_optimizer(path: str, config: str, optimizer: str) -> None:
+    """Give a composed config the optimizer of ``--optimizers``.
+
+    A child config may redefine what its ``_base_`` files set;
+    ``_delete_=True`` replaces the config's optimizer dict instead of merging
+    into it (SGD's ``momentum`` would break AdamW). Weight decay stays per
+    param group as the overlay's hooks set it, so WRS still zeroes the decay
+    of the weights it rescales, whatever the optimizer.
+    """
+    with open(path) as f:
+        text = f.read()
+    block = dict(_delete_=True, **optimizer_dict(config, optimizer))
+    text += (f'# --optimizers {optimizer} (tools/analysis/sweep.py)\n'
+             f'optim_wrapper = dict(optimizer={block!r})\n')
+    write_atomic(path, text)
+
+
 class Sweep:
     """The grid of one config; see the module docstring."""
 
@@ -131,6 +307,7 @@ class Sweep:
             raise ValueError(f'--monitor-interval must be >= 0 (0 = off), got {monitor_interval}')
         for regularizer in {r.regularizer for r in runs}:
             overlay_path(regularizer)  # fails early, naming the overlays that exist
+        _check_optimizer_overlays(runs)
         self.config = osp.abspath(config)
         self.sweep_dir = osp.abspath(sweep_dir)
         self.runs = list(runs)
@@ -145,12 +322,17 @@ class Sweep:
         return osp.join(self.sweep_dir, 'runs', run.name)
 
     def composed(self, run: Run) -> str:
-        return compose(self.config, run.regularizer, osp.join(self.sweep_dir, 'configs'),
+        path = compose(self.config, run.regularizer, osp.join(self.sweep_dir, 'configs'),
                        name=run.name, extra_hooks=self.extra_hooks)
+        if run.optimizer:
+            _append_optimizer(path, self.config, run.optimizer)
+        return path
 
     def options(self, run: Run) -> List[str]:
         """The ``--cfg-options`` of a run (the user's last, so they win)."""
         options = [f'randomness.seed={run.seed}']
+        if run.lr is not None:
+            options.append(f'optim_wrapper.optimizer.lr={run.lr!r}')
         if run.decay is not None:
             options.append(f'optim_wrapper.optimizer.weight_decay={run.decay!r}')
         if self.iters is not None:
@@ -298,7 +480,8 @@ class Sweep:
         settings = {}
         for run in self.runs:
             entry = settings.setdefault(run.setting, dict(
-                regularizer=run.regularizer, decay=run.decay, values=[], seeds=[], missing=[]))
+                regularizer=run.regularizer, decay=run.decay, values=[], seeds=[], missing=[],
+                lr=run.lr, optimizer=run.optimizer, method=run.method))
             value = records.get(run, {}).get(metric) if metric else None
             if value is None:
                 entry['missing'].append(run.seed)
@@ -309,10 +492,12 @@ class Sweep:
             entry['mean'], entry['std'] = mean_std(entry['values'])
         results = dict(config=self.config, metric=metric, settings=settings,
                        done=len(records), total=len(self.runs))
+        results['methods'] = method_summary(settings)
         write_atomic(osp.join(self.sweep_dir, 'results.json'), json.dumps(results, indent=1))
         with open(osp.join(self.sweep_dir, 'results.md'), 'w') as f:
             f.write(results_table(results))
-        plot(results, osp.join(self.sweep_dir, 'results.png'))
+        gridded = any(e['lr'] is not None or e['optimizer'] for e in settings.values())
+        (plot_grid if gridded else plot)(results, osp.join(self.sweep_dir, 'results.png'))
         return results
 
 
@@ -334,6 +519,12 @@ def format_mean_std(entry: dict) -> str:
     return f'{entry["mean"]:.4f} ± {entry["std"]:.4f}'
 
 
+def _default_decay(optimizer: Optional[str]) -> str:
+    """The decay a regularizer run keeps on the weights it does not control."""
+    decay = OPTIMIZERS.get(optimizer, {}).get('weight_decay')
+    return f"{decay:g} ({optimizer}'s)" if decay is not None else "config's"
+
+
 def results_table(results: dict) -> str:
     """Markdown: mean ± std per setting, then the spread across settings."""
     metric = results['metric'] or 'metric'
@@ -344,12 +535,18 @@ def results_table(results: dict) -> str:
              '|---|---|---|---|---|']
     for setting, entry in results['settings'].items():
         value = format_mean_std(entry)
-        decay = f'{entry["decay"]:g}' if entry['decay'] is not None else "config's"
+        decay = (f'{entry["decay"]:g}' if entry['decay'] is not None
+                 else _default_decay(entry.get('optimizer')))
         seeds = ', '.join(map(str, entry['seeds'])) or '-'
         missing = ', '.join(map(str, entry['missing'])) or '-'
         lines.append(f'| {setting} | {decay} | {value} | {len(entry["values"])} ({seeds}) '
                      f'| {missing} |')
     lines.append('')
+    # One method (the config's optimizer, one lr): its decays, then the other
+    # regularizers against the best and worst decay. Grids over lr or
+    # optimizer get the per-method summary instead.
+    if any(e.get('lr') is not None or e.get('optimizer') for e in results['settings'].values()):
+        return '\n'.join(lines) + '\n' + method_table(results.get('methods') or {}, metric)
     decays = {s: e for s, e in results['settings'].items()
               if e['decay'] is not None and e['mean'] is not None}
     if decays:
@@ -365,6 +562,102 @@ def results_table(results: dict) -> str:
                 text += (f' ({entry["mean"] - decays[best]["mean"]:+.4f} vs the best decay, '
                          f'{entry["mean"] - decays[worst]["mean"]:+.4f} vs the worst)')
             lines.append(text + '.')
+    return '\n'.join(lines) + '\n'
+
+
+def median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def method_summary(settings: Dict[str, dict]) -> Dict[str, dict]:
+    """Per method (optimizer x regularizer), over the settings of its grid.
+
+    A setting's score is its mean over seeds; settings without a finished run
+    are left out (and counted). Per method: ``best`` and ``worst`` (setting
+    name, mean, std, seeds), ``median`` of the means, ``spread`` (best -
+    worst). Per method other than weight decay, ``vs_wd``: its best minus the
+    best weight-decay setting of the same optimizer, with the standard error
+    of that difference from the seed spreads, sqrt(s_a²/n_a + s_b²/n_b)
+    (None when either best has one seed).
+
+    The best of a grid is biased upwards by seed noise, and more so for a
+    larger grid (weight decay's lr x wd against WRS's lr alone), which favours
+    weight decay in ``vs_wd``; read it with the seed std.
+    """
+    methods = {}
+    for name, entry in settings.items():
+        method = entry.get('method') or ('wd' if entry['decay'] is not None
+                                         else entry['regularizer'])
+        summary = methods.setdefault(method, dict(
+            optimizer=entry.get('optimizer'),
+            regularizer='wd' if entry['decay'] is not None else entry['regularizer'],
+            settings=[], missing_settings=[]))
+        (summary['settings'] if entry['mean'] is not None
+         else summary['missing_settings']).append(name)
+    for summary in methods.values():
+        scored = [(name, settings[name]) for name in summary['settings']]
+        if not scored:
+            summary.update(best=None, worst=None, median=None, spread=None)
+            continue
+
+        def point(item):
+            name, entry = item
+            return dict(setting=name, mean=entry['mean'], std=entry['std'],
+                        seeds=len(entry['values']))
+
+        best = max(scored, key=lambda item: item[1]['mean'])
+        worst = min(scored, key=lambda item: item[1]['mean'])
+        summary.update(best=point(best), worst=point(worst),
+                       median=median([e['mean'] for _, e in scored]),
+                       spread=best[1]['mean'] - worst[1]['mean'])
+    for summary in methods.values():
+        reference = next((m for m in methods.values() if m['regularizer'] == 'wd'
+                          and m['optimizer'] == summary['optimizer']), None)
+        if summary['regularizer'] == 'wd' or reference is None or not (
+                summary['best'] and reference['best']):
+            continue
+        a, b = summary['best'], reference['best']
+        error = (math.sqrt(a['std'] ** 2 / a['seeds'] + b['std'] ** 2 / b['seeds'])
+                 if a['std'] is not None and b['std'] is not None else None)
+        summary['vs_wd'] = dict(difference=a['mean'] - b['mean'], error=error)
+    return methods
+
+
+def method_table(methods: Dict[str, dict], metric: str) -> str:
+    """Markdown of :func:`method_summary`."""
+    def point(p):
+        if p is None:
+            return 'n/a'
+        std = f' ± {p["std"]:.4f}' if p['std'] is not None else ' (one seed)'
+        return f'{p["mean"]:.4f}{std} ({p["setting"]}, {p["seeds"]} seeds)'
+
+    lines = [f'## Per method: {metric} over its grid', '',
+             'Each setting scores its mean over seeds (± sample std); median and spread '
+             '(best - worst) are over the settings of the method\'s grid.', '',
+             '| method | settings (missing) | best | worst | median | spread |',
+             '|---|---|---|---|---|---|']
+    for name, m in methods.items():
+        count = f'{len(m["settings"])} ({len(m["missing_settings"])})'
+        med = f'{m["median"]:.4f}' if m['median'] is not None else 'n/a'
+        spread = f'{m["spread"]:.4f}' if m['spread'] is not None else 'n/a'
+        lines.append(f'| {name} | {count} | {point(m["best"])} | {point(m["worst"])} '
+                     f'| {med} | {spread} |')
+    lines.append('')
+    for name, m in methods.items():
+        if 'vs_wd' not in m:
+            continue
+        reference = f'{m["optimizer"]}+wd' if m['optimizer'] else 'wd'
+        versus = m['vs_wd']
+        error = (f' ± {versus["error"]:.4f} (standard error from the seed stds)'
+                 if versus['error'] is not None else ' (one seed: no error estimate)')
+        lines.append(f'Best vs best: {name} - {reference} = {versus["difference"]:+.4f}'
+                     f'{error}.')
+    if any('vs_wd' in m for m in methods.values()):
+        lines.append('')
+        lines.append('The best of a grid is biased upwards by seed noise, more for the '
+                     'larger grid (weight decay: lr x wd; WRS: lr only).')
     return '\n'.join(lines) + '\n'
 
 
@@ -403,13 +696,66 @@ def plot(results: dict, path: str) -> None:
     plt.close(fig)
 
 
+def plot_grid(results: dict, path: str) -> None:
+    """An lr x optimizer grid: one panel per optimizer; per lr (one colour),
+    the metric vs weight decay (error bars = std over seeds) and each other
+    regularizer at that lr as a dashed horizontal line."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    entries = [e for e in results['settings'].values() if e['mean'] is not None]
+    optimizers = list(dict.fromkeys(e['optimizer'] for e in results['settings'].values()))
+    fig, axes = plt.subplots(1, len(optimizers), figsize=(6 * len(optimizers), 4),
+                             squeeze=False)
+    colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
+    styles = ('--', ':', '-.')
+    for ax, optimizer in zip(axes[0], optimizers):
+        mine = [e for e in entries if e['optimizer'] == optimizer]
+        lrs = list(dict.fromkeys(e['lr'] for e in results['settings'].values()
+                                 if e['optimizer'] == optimizer))
+        for index, lr in enumerate(lrs):
+            color = colors[index % len(colors)]
+            tag = f'lr={lr:g}' if lr is not None else "config's lr"
+            decays = sorted((e for e in mine if e['lr'] == lr and e['decay'] is not None),
+                            key=lambda e: e['decay'])
+            if decays:
+                ax.errorbar([e['decay'] for e in decays], [e['mean'] for e in decays],
+                            yerr=[e['std'] or 0.0 for e in decays], marker='o', capsize=3,
+                            color=color, label=f'wd, {tag}')
+                ax.set_xscale('log')
+            others = [e for e in mine if e['lr'] == lr and e['decay'] is None]
+            for number, entry in enumerate(others):
+                ax.axhline(entry['mean'], color=color, linestyle=styles[number % len(styles)],
+                           label=f'{entry["regularizer"]}, {tag}'
+                           + (f' (±{entry["std"]:.3g})' if entry['std'] else ''))
+        ax.set_title(f'{osp.basename(results["config"])}: {optimizer or "config optimizer"}',
+                     fontsize=9)
+        ax.set_xlabel('weight decay')
+        ax.set_ylabel(f"{results['metric'] or 'metric'} (mean over seeds)")
+        ax.grid(alpha=0.3)
+        if mine:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config', nargs='?', help='the config to sweep')
     parser.add_argument('--sweep-dir', help='where runs and results go '
                         '(default: work_dirs/sweep/<config name>)')
-    parser.add_argument('--decays', nargs='*', type=float, default=list(DECAYS),
-                        help='weight-decay values for the wd runs (none: no wd runs)')
+    parser.add_argument('--decays', nargs='*', default=list(DECAYS),
+                        help='weight-decay values for the wd runs (none: no wd runs); '
+                        'OPTIMIZER:VALUE for one optimizer only, e.g. adamw:0.05')
+    parser.add_argument('--lrs', nargs='*', default=[],
+                        help='values of optim_wrapper.optimizer.lr, each run with every '
+                        "decay and regularizer (default: the config's, or the "
+                        "optimizer's); OPTIMIZER:VALUE for one optimizer only")
+    parser.add_argument('--optimizers', nargs='*', default=[],
+                        help=f'optimizers replacing the config\'s ({", ".join(OPTIMIZERS)}); '
+                        'each gets the whole lr x decay grid and the regularizers')
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
     parser.add_argument('--regularizers', nargs='*', default=['wrs'],
                         help="overlays run with the config's own decay, once per seed")
@@ -455,7 +801,7 @@ def main(argv=None) -> int:
         return 0
     sweep_dir = args.sweep_dir or osp.join(
         'work_dirs', 'sweep', osp.splitext(osp.basename(args.config))[0])
-    runs = plan(args.decays, args.seeds, args.regularizers)
+    runs = plan_grid(args.decays, args.seeds, args.regularizers, args.lrs, args.optimizers)
     sweep = Sweep(args.config, sweep_dir, runs, iters=args.iters,
                   cfg_options=args.cfg_options, monitor_interval=args.monitor_interval,
                   metric=args.metric)
