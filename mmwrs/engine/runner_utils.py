@@ -93,13 +93,14 @@ def sample_batch(dataloader) -> Any:
         np.random.set_state(np_state)
 
 
-def loss_forward(model: torch.nn.Module, batch: Any) -> Callable[[], Any]:
-    """A forward pass of an mmengine ``BaseModel`` in loss mode."""
+def loss_forward(model: torch.nn.Module, batch: Any, mode: str = 'loss') -> Callable[[], Any]:
+    """A forward pass of an mmengine ``BaseModel`` in loss mode (or
+    ``mode='tensor'``: the inference forward, for data without annotations)."""
     def forward():
-        data = model.data_preprocessor(batch, True)
+        data = model.data_preprocessor(batch, mode == 'loss')
         if isinstance(data, dict):
-            return model(**data, mode='loss')
-        return model(*data, mode='loss')
+            return model(**data, mode=mode)
+        return model(*data, mode=mode)
     return forward
 
 

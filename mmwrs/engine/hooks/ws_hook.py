@@ -13,16 +13,6 @@ from ..runner_utils import (built_loop, is_training_run, loss_forward, sample_ba
                             unwrap_model)
 
 
-def tensor_forward(model: nn.Module, batch):
-    """An inference forward (``mode='tensor'``) of an mmengine ``BaseModel``."""
-    def forward():
-        data = model.data_preprocessor(batch, False)
-        if isinstance(data, dict):
-            return model(**data, mode='tensor')
-        return model(*data, mode='tensor')
-    return forward
-
-
 def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
     parent_name, _, child = name.rpartition('.')
     setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
@@ -85,7 +75,7 @@ class WeightStandardizationHook(Hook):
             logger.info(f'WeightStandardizationHook: no loss on the evaluation samples '
                         f'({type(error).__name__}: {error}); tracing the inference '
                         'forward (layers only training uses stay unconverted)')
-            return discover_scale_invariant(model, tensor_forward(model, batch))
+            return discover_scale_invariant(model, loss_forward(model, batch, 'tensor'))
 
     def before_run(self, runner) -> None:
         """Convert the model; in training runs, and in ``runner.val()`` /
