@@ -93,7 +93,7 @@ def sample_batch(dataloader) -> Any:
         np.random.set_state(np_state)
 
 
-def loss_forward(model: torch.nn.Module, batch: Any, mode: str = 'loss') -> Callable[[], Any]:
+def model_forward(model: torch.nn.Module, batch: Any, mode: str = 'loss') -> Callable[[], Any]:
     """A forward pass of an mmengine ``BaseModel`` in loss mode (or
     ``mode='tensor'``: the inference forward, for data without annotations)."""
     def forward():
@@ -125,4 +125,4 @@ def discovery_forward(runner) -> Callable[[], Any]:
     """One loss-mode forward pass of the runner's model on the first samples
     of its training set (what :class:`~mmwrs.engine.WRSHook` traces)."""
     model = unwrap_model(runner.model)
-    return loss_forward(model, sample_batch(runner.train_dataloader))
+    return model_forward(model, sample_batch(runner.train_dataloader))

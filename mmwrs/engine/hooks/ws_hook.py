@@ -9,7 +9,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from mmwrs.core import discover_scale_invariant
 from mmwrs.core.validation import check_positive_int
 
-from ..runner_utils import (built_loop, is_training_run, loss_forward, sample_batch, train_mode,
+from ..runner_utils import (built_loop, is_training_run, model_forward, sample_batch, train_mode,
                             unwrap_model)
 
 
@@ -68,14 +68,14 @@ class WeightStandardizationHook(Hook):
         model matches the trained one). Evaluation data without annotations:
         the inference forward."""
         try:
-            return discover_scale_invariant(model, loss_forward(model, batch))
+            return discover_scale_invariant(model, model_forward(model, batch))
         except Exception as error:  # noqa: BLE001  (no annotations: any codebase's error)
             if training:
                 raise
             logger.info(f'WeightStandardizationHook: no loss on the evaluation samples '
                         f'({type(error).__name__}: {error}); tracing the inference '
                         'forward (layers only training uses stay unconverted)')
-            return discover_scale_invariant(model, loss_forward(model, batch, 'tensor'))
+            return discover_scale_invariant(model, model_forward(model, batch, 'tensor'))
 
     def before_run(self, runner) -> None:
         """Convert the model; in training runs, and in ``runner.val()`` /
