@@ -339,7 +339,9 @@ class WeightRescaler:
         self._graph, self._graph_key = None, None
         graph = torch.cuda.CUDAGraph()
         try:
-            with torch.cuda.graph(graph):
+            # thread_local: other threads' CUDA calls (a dataloader's pin-memory
+            # thread) are none of this capture's business.
+            with torch.cuda.graph(graph, capture_error_mode='thread_local'):
                 self._rescale_body(deferred=True)
         except Exception as exc:  # noqa: BLE001 (an uncapturable op: stay eager)
             self.use_cuda_graph = False
