@@ -50,11 +50,14 @@ def test_plots_of_a_real_run(make_cfg, tmp_path):
     shutil.copytree(tmp_path / 'wrs', tmp_path / 'copy')
     out = tmp_path / 'plots'
     result = _plot(tmp_path / 'wrs', tmp_path / 'copy', '--out-dir', out,
-                   '--labels', 'WRS', 'WRS again')
+                   '--labels', 'WRS', 'WRS again', '--train-keys', 'loss',
+                   'decode.acc_seg:aAcc', 'not_logged')
     assert result.returncode == 0, result.stderr[-3000:]
     expected = {'eff_lr.png', 'norm.png', 'filter_norm.png', 'angle_deg.png',
-                'grad_norm.png', 'metric_mIoU.png'}
+                'grad_norm.png', 'metric_mIoU.png', 'train_loss.png',
+                'train_decode.acc_seg.png'}
     assert expected <= set(os.listdir(out))
+    assert not (out / 'train_not_logged.png').exists()  # a key no run logged
     for name in expected:
         data = (out / name).read_bytes()
         assert data[:8] == PNG_MAGIC, name

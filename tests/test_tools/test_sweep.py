@@ -276,6 +276,26 @@ def test_plan_grid_lr_x_wd_x_seed_for_decay_and_lr_x_seed_for_wrs(tool):
         tool.plan_grid(['x'], [0], [])
 
 
+def test_regularizer_lrs_give_wrs_its_own_grid_and_keep_run_names(tool):
+    runs = tool.plan_grid(['1e-4'], [0, 1], ['wrs'], ['sgd:0.05', 'sgd:0.1', 'adamw:1e-3'],
+                          ['sgd', 'adamw'], ['sgd:0.1', 'sgd:0.2'])
+    by_method = {}
+    for run in runs:
+        by_method.setdefault(run.method, []).append((run.lr, run.seed))
+    assert by_method['sgd+wd'] == [(lr, s) for lr in (0.05, 0.1) for s in (0, 1)]
+    assert by_method['sgd+wrs'] == [(lr, s) for lr in (0.1, 0.2) for s in (0, 1)]
+    # adamw has no regularizer lrs of its own: its --lrs.
+    assert by_method['adamw+wrs'] == [(1e-3, 0), (1e-3, 1)]
+    # The lr 0.1 setting of both methods sits together; names are those of --lrs.
+    names = [run.name for run in runs]
+    assert names.index('sgd_lr0.1_wrs_seed0') == names.index('sgd_lr0.1_wd0.0001_seed1') + 1
+    assert len(set(names)) == len(runs)
+    assert tool.plan_grid(['1e-4'], [0], ['wrs'], ['0.05'], ['sgd'], None) == tool.plan_grid(
+        ['1e-4'], [0], ['wrs'], ['0.05'], ['sgd'])
+    with pytest.raises(ValueError, match=r"--regularizer-lrs '-1': must be a finite number > 0"):
+        tool.plan_grid([], [0], ['wrs'], [], [], ['-1'])
+
+
 def test_method_summary_best_worst_median_spread_and_best_vs_best(tool):
     # sgd+wd: 2 lrs x 2 decays; sgd+wrs: 2 lrs; adamw+wd one setting, no seeds done.
     raw = {

@@ -11,6 +11,13 @@ Writes ``eff_lr.png`` (log scale), ``norm.png``, ``angle_deg.png``,
 ``grad_norm.png`` and ``metric_<key>.png`` for each of ``coco/bbox_mAP``,
 ``coco/segm_mAP``, ``mIoU``, ... that some run logged; a quantity no run logged
 is skipped. Shaded bands are the min..max over the monitored weights.
+
+``--train-keys loss decode.acc_seg:aAcc`` adds ``train_<key>.png`` for each
+training scalar the LoggerHook logged (the mean over its logging interval);
+with ``KEY:VAL_KEY`` the same axes carry the validation ``VAL_KEY`` dashed, so
+the gap between training and validation shows (mmseg's ``decode.acc_seg`` and
+``aAcc`` are both pixel accuracy in %, on augmented training batches and on
+the validation set).
 """
 import argparse
 import os
@@ -122,6 +129,28 @@ def plot_runs(runs: Dict[str, Dict[str, Series]], out_dir: str) -> List[str]:
     return written
 
 
+def plot_training(runs: Dict[str, Dict[str, Series]], train_keys: Sequence[str],
+                  out_dir: str) -> List[str]:
+    """``train_<key>.png`` per ``KEY[:VAL_KEY]`` that some run logged."""
+    os.makedirs(out_dir, exist_ok=True)
+    written = []
+    for spec in train_keys:
+        key, _, val_key = spec.partition(':')
+        having = {label: s for label, s in runs.items() if s.get(key)}
+        if not having:
+            continue
+        title = f'Training {key}' + (f' (solid) vs validation {val_key} (dashed)'
+                                     if val_key else '')
+        fig, ax = _axes(title, key, key.startswith('loss'))
+        for label, scalars in having.items():
+            line, = ax.plot(*zip(*scalars[key]), label=label)
+            if scalars.get(val_key):
+                ax.plot(*zip(*scalars[val_key]), linestyle='--', marker='o',
+                        color=line.get_color())
+        written.append(_save(fig, osp.join(out_dir, f'train_{key.replace("/", "_")}.png')))
+    return written
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('work_dirs', nargs='+', metavar='WORK_DIR',
@@ -129,6 +158,9 @@ def parse_args(argv=None):
     parser.add_argument('--out-dir', required=True, help='where the PNG files go')
     parser.add_argument('--labels', nargs='+', help='legend label per work dir '
                         '(default: the work dir names)')
+    parser.add_argument('--train-keys', nargs='*', default=[], metavar='KEY[:VAL_KEY]',
+                        help='training scalars to plot (e.g. loss decode.acc_seg:aAcc); '
+                        'with :VAL_KEY, that validation metric on the same axes')
     return parser.parse_args(argv)
 
 
@@ -138,7 +170,8 @@ def main(argv=None) -> List[str]:
         runs = load_runs(args.work_dirs, args.labels)
     except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f'plot_curves: {exc}')
-    written = plot_runs(runs, args.out_dir)
+    written = plot_runs(runs, args.out_dir) + plot_training(runs, args.train_keys,
+                                                            args.out_dir)
     for path in written:
         print(path)
     return written

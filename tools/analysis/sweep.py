@@ -11,8 +11,10 @@ Learning rate is the knob WRS changes (it fixes the norm, hence the effective
 lr), so a fair comparison tunes it for both: ``--lrs`` sweeps
 ``optim_wrapper.optimizer.lr`` and ``--optimizers`` (``sgd``, ``adamw``)
 replaces the config's optimizer, giving lr x wd x seed for weight decay and
-lr x seed for each regularizer, per optimizer. A value ``adamw:1e-3`` of
-``--lrs`` or ``--decays`` is for that optimizer only. AdamW + WRS is
+lr x seed for each regularizer, per optimizer; ``--regularizer-lrs`` gives
+the regularizers their own lrs (each method's grid should bracket its own
+optimum). A value ``adamw:1e-3`` of ``--lrs``, ``--regularizer-lrs`` or
+``--decays`` is for that optimizer only. AdamW + WRS is
 ``--optimizers adamw --regularizers wrs`` (the ``wrs_adamw`` overlay's setting,
 with the lr swept). The results then add, per method (optimizer x
 regularizer), the best, worst and median setting of its grid, the spread, and
@@ -35,7 +37,7 @@ atomically after a successful run, with its metrics), and restarts (or, with
 
     python tools/analysis/sweep.py CONFIG --sweep-dir DIR [--decays 1e-5 ... 1e-3]
         [--seeds 0 1 2] [--regularizers wrs ...] [--lrs 0.02 sgd:0.05 adamw:1e-3 ...]
-        [--optimizers sgd adamw] [--iters N] [--metric mIoU]
+        [--regularizer-lrs 0.1 ...] [--optimizers sgd adamw] [--iters N] [--metric mIoU]
         [--monitor-interval N] [--resume] [--cfg-options k=v ...]
     python tools/analysis/sweep.py CONFIG --sweep-dir DIR --slurm PARTITION [--submit]
     python tools/analysis/sweep.py CONFIG --sweep-dir DIR --collect
@@ -151,8 +153,8 @@ def parse_grid(values: Sequence, optimizers: Sequence[Optional[str]], flag: str
         except (TypeError, ValueError):
             raise ValueError(f'{flag} {value!r}: not a number (give VALUE or '
                              'OPTIMIZER:VALUE, e.g. adamw:1e-3)') from None
-        if not (number > 0 if flag == '--lrs' else number >= 0) or math.isinf(number):
-            allowed = '> 0' if flag == '--lrs' else '>= 0'
+        if not (number > 0 if flag.endswith('lrs') else number >= 0) or math.isinf(number):
+            allowed = '> 0' if flag.endswith('lrs') else '>= 0'
             raise ValueError(f'{flag} {value!r}: must be a finite number {allowed}')
         for optimizer in ([name] if name is not None else optimizers):
             if number not in grid[optimizer]:
@@ -161,13 +163,20 @@ def parse_grid(values: Sequence, optimizers: Sequence[Optional[str]], flag: str
 
 
 def plan_grid(decays: Sequence, seeds: Sequence[int], regularizers: Sequence[str],
-              lrs: Sequence = (), optimizers: Sequence[str] = ()) -> List[Run]:
+              lrs: Sequence = (), optimizers: Sequence[str] = (),
+              regularizer_lrs: Optional[Sequence] = None) -> List[Run]:
     """The runs of an lr x optimizer grid (:func:`plan` when both are empty).
 
     Per optimizer (the config's when ``optimizers`` is empty) and per lr (the
     config's when that optimizer has none): every decay x seed, then every
     regularizer x seed. So weight decay is swept over lr x wd x seed and WRS
     over lr x seed.
+
+    Args:
+        regularizer_lrs: The regularizers' own lrs (same syntax as ``lrs``),
+            for a grid centred where the regularizer's optimum lies: WRS holds
+            the norm at 1 where decay lets it shrink, so its best lr is larger.
+            None: ``lrs``. An optimizer given none here keeps its ``lrs``.
 
     Raises:
         ValueError: An unknown optimizer (the message lists OPTIMIZERS), or a
@@ -180,12 +189,23 @@ def plan_grid(decays: Sequence, seeds: Sequence[int], regularizers: Sequence[str
     names = list(dict.fromkeys(optimizers)) or [None]
     decay_grid = parse_grid(decays, names, '--decays')
     lr_grid = parse_grid(lrs, names, '--lrs')
+    regularizer_grid = dict(lr_grid)
+    if regularizer_lrs is not None:
+        own = parse_grid(regularizer_lrs, names, '--regularizer-lrs')
+        regularizer_grid.update({name: values for name, values in own.items() if values})
     runs = []
     for optimizer in names:
-        for lr in lr_grid[optimizer] or [None]:
-            runs += [Run('wd', d, int(s), lr, optimizer)
-                     for d in decay_grid[optimizer] for s in seeds]
-            runs += [Run(r, None, int(s), lr, optimizer) for r in regularizers for s in seeds]
+        wd_lrs = lr_grid[optimizer] or [None]
+        reg_lrs = regularizer_grid[optimizer] or [None]
+        # One pass over the union of lrs, in order, so that a setting's decay
+        # and regularizer runs sit together whenever they share an lr.
+        for lr in dict.fromkeys(wd_lrs + reg_lrs):
+            if lr in wd_lrs:
+                runs += [Run('wd', d, int(s), lr, optimizer)
+                         for d in decay_grid[optimizer] for s in seeds]
+            if lr in reg_lrs:
+                runs += [Run(r, None, int(s), lr, optimizer)
+                         for r in regularizers for s in seeds]
     return runs
 
 
@@ -753,6 +773,9 @@ def parse_args(argv=None):
                         help='values of optim_wrapper.optimizer.lr, each run with every '
                         "decay and regularizer (default: the config's, or the "
                         "optimizer's); OPTIMIZER:VALUE for one optimizer only")
+    parser.add_argument('--regularizer-lrs', nargs='*',
+                        help='the lrs of the --regularizers runs when they differ from '
+                        "--lrs (default: --lrs); WRS's best lr is larger than decay's")
     parser.add_argument('--optimizers', nargs='*', default=[],
                         help=f'optimizers replacing the config\'s ({", ".join(OPTIMIZERS)}); '
                         'each gets the whole lr x decay grid and the regularizers')
@@ -801,7 +824,8 @@ def main(argv=None) -> int:
         return 0
     sweep_dir = args.sweep_dir or osp.join(
         'work_dirs', 'sweep', osp.splitext(osp.basename(args.config))[0])
-    runs = plan_grid(args.decays, args.seeds, args.regularizers, args.lrs, args.optimizers)
+    runs = plan_grid(args.decays, args.seeds, args.regularizers, args.lrs, args.optimizers,
+                     args.regularizer_lrs)
     sweep = Sweep(args.config, sweep_dir, runs, iters=args.iters,
                   cfg_options=args.cfg_options, monitor_interval=args.monitor_interval,
                   metric=args.metric)
