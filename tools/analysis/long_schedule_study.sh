@@ -7,8 +7,9 @@
 #   data           generate data/shapes64 (300 train / 200 val, 64 px)
 #   fcn-sgd        tiny FCN (1600 updates), SGDM: lr {0.05,0.1,0.2} x wd {1e-4,5e-4,2e-3,5e-3},
 #                  and WRS at lr {0.1,0.2,0.4}, x seeds          (45 runs, ~1.5 min each)
-#   det-sgd        tiny Faster R-CNN (800 updates), SGDM: lr {0.025,0.05,0.1} x the same
-#                  wd, and WRS at lr {0.05,0.1,0.2}, x seeds     (45 runs, ~1.7 min each)
+#   det-sgd        tiny Faster R-CNN (800 updates), SGDM: lr {0.025,0.05,0.1} x wd
+#                  {5e-4,2e-3,5e-3,2e-2}, and WRS at lr {0.05,0.1,0.2}, x seeds
+#                                                                (45 runs, ~1.7 min each)
 #   fcn-adamw      tiny FCN, AdamW: lr {1e-3,4e-3} x wd {0.05,0.5}, and AdamW + WRS at
 #                  lr {5e-4,1e-3,2e-3}, x seeds                  (21 runs)
 #   det-adamw      tiny Faster R-CNN, the same AdamW grid        (21 runs)
@@ -16,6 +17,8 @@
 #                  layer (the 1.0/filter cell and lr x0.5/x2 are in fcn-sgd)  (9 runs)
 #   collect        rebuild every results.md / results.json / results.png from the
 #                  finished runs, and print the ablation table
+#   mechanism      per setting, mean over seeds: filter norm, lr/||w||^2 and grad norm at
+#                  the end of the constant-lr phase over their values near its start
 #   plots          the mechanism figures (norm, lr/||w||^2, grad norm, angle, training
 #                  loss/accuracy and validation metric) of seed 0 into docs/figures/study_*
 #
@@ -39,9 +42,12 @@ DET=configs/study/faster-rcnn_r18-w16_fpn_shapes64.py
 DEMO_FCN=configs/demo/fcn_r18-d8_shapes.py
 # Each method's lr grid brackets its own optimum (one-seed pilot): WRS holds
 # the norms at 1 where decay lets them shrink, so its best lr is larger.
-DECAYS=(--decays 1e-4 5e-4 2e-3 5e-3)
-FCN_SGD=(--optimizers sgd --lrs 0.05 0.1 0.2 --regularizer-lrs 0.1 0.2 0.4 "${DECAYS[@]}")
-DET_SGD=(--optimizers sgd --lrs 0.025 0.05 0.1 --regularizer-lrs 0.05 0.1 0.2 "${DECAYS[@]}")
+# The detector's schedule is half as long, so its decays are larger: both grids
+# reach wd * sum(lr) / (1 - momentum) >= 1 (norms visibly move) in half their cells.
+FCN_SGD=(--optimizers sgd --lrs 0.05 0.1 0.2 --regularizer-lrs 0.1 0.2 0.4
+         --decays 1e-4 5e-4 2e-3 5e-3)
+DET_SGD=(--optimizers sgd --lrs 0.025 0.05 0.1 --regularizer-lrs 0.05 0.1 0.2
+         --decays 5e-4 2e-3 5e-3 2e-2)
 ADAMW=(--optimizers adamw --lrs 1e-3 4e-3 --regularizer-lrs 5e-4 1e-3 2e-3 --decays 0.05 0.5)
 ABLATION_LR=0.2
 # Every monitored quantity each 50 iterations (NormMonitorHook leaves training
@@ -66,7 +72,24 @@ collect_as() {
 # Training-set curves beside the monitor's: the loss and the training batches'
 # accuracy (segmentor: pixel accuracy of the decode head; detector: the RoI
 # head's classification accuracy), as logged every 50 updates.
-TRAIN_KEYS="loss decode.acc_seg acc"
+TRAIN_KEYS="loss decode.acc_seg:aAcc acc"
+
+# Seed 0 at one lr (MODEL LR DECAY...): each decay and WRS at the same lr.
+plot_sgd() {
+  local model=$1 lr=$2 runs=$OUT/$1/runs dirs=() labels=()
+  shift 2
+  for wd in "$@"; do dirs+=("$runs/sgd_lr${lr}_wd${wd}_seed0"); labels+=("WD $wd"); done
+  "$PY" tools/analysis/plot_curves.py "${dirs[@]}" "$runs/sgd_lr${lr}_wrs_seed0" \
+    --labels "${labels[@]}" WRS --out-dir "docs/figures/study_${model}_sgd" \
+    --train-keys $TRAIN_KEYS
+}
+plot_adamw() {  # AdamW at lr 1e-3: both decays and AdamW + WRS, when run
+  local runs=$OUT/$1/runs
+  [ -e "$runs/adamw_lr0.001_wrs_seed0/done.json" ] || return 0
+  "$PY" tools/analysis/plot_curves.py "$runs"/adamw_lr0.001_wd{0.05,0.5}_seed0 \
+    "$runs/adamw_lr0.001_wrs_seed0" --labels "AdamW wd 0.05" "AdamW wd 0.5" "AdamW + WRS" \
+    --out-dir "docs/figures/study_$1_adamw" --train-keys $TRAIN_KEYS
+}
 
 # WRSHook options of the ablation: custom_hooks.0 is the WRS overlay's hook.
 variant_options() {
@@ -124,23 +147,25 @@ run_part() {
       echo "## Ablation, tiny FCN (WRS at lr $ABLATION_LR; the 1.0/filter cell is fcn-sgd's)"
       ablation_table $OUT/fcn/results_sgd.json \
         $OUT/fcn_ablation/{init_filter,unit_layer,init_layer}/results.json ;;
-    plots)
-      for m in fcn det; do
-        r=$OUT/$m/runs
-        lr=$( [ $m = fcn ] && echo 0.1 || echo 0.05)
-        "$PY" tools/analysis/plot_curves.py $r/sgd_lr${lr}_wd{0.0001,0.0005,0.002,0.005}_seed0 \
-          $r/sgd_lr${lr}_wrs_seed0 --out-dir docs/figures/study_${m}_sgd \
-          --labels "WD 1e-4" "WD 5e-4" "WD 2e-3" "WD 5e-3" WRS --train-keys $TRAIN_KEYS
-        if [ -e $r/adamw_lr0.001_wrs_seed0/done.json ]; then
-          "$PY" tools/analysis/plot_curves.py $r/adamw_lr0.001_wd{0.05,0.5}_seed0 \
-            $r/adamw_lr0.001_wrs_seed0 --out-dir docs/figures/study_${m}_adamw \
-            --labels "AdamW wd 0.05" "AdamW wd 0.5" "AdamW + WRS" --train-keys $TRAIN_KEYS
-        fi
+    mechanism)
+      # Constant-lr phases: segmentor 100-1200, detector 100-600 (warm-up, x0.1 after).
+      for runs in '^sgd_lr0.1_' '^adamw_lr0.001_'; do
+        echo "## Tiny FCN, runs $runs: late / early over the constant-lr phase"
+        "$PY" tools/analysis/mechanism_table.py $OUT/fcn --early 200 --late 1150 --runs "$runs" || true
+      done
+      for runs in '^sgd_lr0.05_' '^adamw_lr0.001_'; do
+        echo "## Tiny Faster R-CNN, runs $runs: late / early over the constant-lr phase"
+        "$PY" tools/analysis/mechanism_table.py $OUT/det --early 200 --late 550 --runs "$runs" || true
       done ;;
+    plots)
+      plot_sgd fcn 0.1 0.0001 0.0005 0.002 0.005
+      plot_sgd det 0.05 0.0005 0.002 0.005 0.02
+      plot_adamw fcn
+      plot_adamw det ;;
     *) echo "unknown part '$1'; parts: data fcn-sgd det-sgd fcn-adamw det-adamw" \
-         "ablation-fcn collect plots" >&2; exit 2 ;;
+         "ablation-fcn collect mechanism plots" >&2; exit 2 ;;
   esac
 }
 
-[ $# -gt 0 ] || { sed -n '2,29p' "$0"; exit 2; }
+[ $# -gt 0 ] || { sed -n '2,32p' "$0"; exit 2; }
 for part in "$@"; do run_part "$part"; done
