@@ -26,14 +26,18 @@ demo: env
 test: lint test-pinned test-classic
 
 # The lint tools need no torch: a small venv of their own, rebuilt when their pins change.
+# The stamp, not the interpreter: bin/python is a link whose time is the system
+# python's, older than any pin file, so it would rebuild the venv on every call.
 LINT_PYTHON := .venv-lint/bin/python
+LINT_STAMP := .venv-lint/installed
 LINTED := mmwrs tools tests configs
-$(LINT_PYTHON): requirements/lint.txt
+$(LINT_STAMP): requirements/lint.txt
 	rm -rf .venv-lint
 	python3 -m venv .venv-lint
 	$(LINT_PYTHON) -m pip install -q --disable-pip-version-check -r requirements/lint.txt
+	touch $(LINT_STAMP)
 
-lint: $(LINT_PYTHON)
+lint: $(LINT_STAMP)
 	$(LINT_PYTHON) -m flake8 $(LINTED)
 	$(LINT_PYTHON) -m isort --check-only --diff $(LINTED)
 

@@ -25,8 +25,9 @@ from typing import Dict, List, Optional
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path[:0] = [REPO, osp.dirname(osp.abspath(__file__))]
-from mmwrs.scalars import Series, load_work_dir  # noqa: E402
 from sweep import DONE, mean_std  # noqa: E402
+
+from mmwrs.scalars import Series, load_work_dir  # noqa: E402
 
 RATIOS = (('filter norm', 'mean/filter_norm'), ('lr/||w||²', 'mean/eff_lr'),
           ('grad norm', 'mean/grad_norm'))
