@@ -15,6 +15,9 @@
 #   det-adamw      tiny Faster R-CNN, the same AdamW grid        (21 runs)
 #   ablation-fcn   tiny FCN, WRS at lr 0.2: target_norm 'init' vs 1.0 x filter vs
 #                  layer (the 1.0/filter cell and lr x0.5/x2 are in fcn-sgd)  (9 runs)
+#   ablation-demo  the demo FCN (configs/demo, 128 px, 300 updates, where WRS trailed):
+#                  WD 5e-4 at the config's lr 0.02, WRS at lr {0.01,0.02,0.04}, and WRS
+#                  with target_norm 'init' at lr 0.02, x seeds   (15 runs, ~5 min each)
 #   collect        rebuild every results.md / results.json / results.png from the
 #                  finished runs, and print the ablation table
 #   mechanism      per setting, mean over seeds: filter norm, lr/||w||^2 and grad norm at
@@ -50,6 +53,9 @@ DET_SGD=(--optimizers sgd --lrs 0.025 0.05 0.1 --regularizer-lrs 0.05 0.1 0.2
          --decays 5e-4 2e-3 5e-3 2e-2)
 ADAMW=(--optimizers adamw --lrs 1e-3 4e-3 --regularizer-lrs 5e-4 1e-3 2e-3 --decays 0.05 0.5)
 ABLATION_LR=0.2
+DEMO_FCN=configs/demo/fcn_r18-d8_shapes.py
+DEMO_LR=0.02  # the config's
+DEMO_WRS_LRS="0.01 0.02 0.04"
 # Every monitored quantity each 50 iterations (NormMonitorHook leaves training
 # bit-identical), so the grid's runs also give the mechanism curves.
 COMMON=(--regularizers wrs --monitor-interval 50 --resume)
@@ -57,8 +63,10 @@ COMMON=(--regularizers wrs --monitor-interval 50 --resume)
 sweep() { nice -n 10 "$PY" tools/analysis/sweep.py "$@"; }
 # One sweep per seed, seed 0 of the whole grid first; --collect at the end
 # rebuilds the results over every seed.
-by_seed() {
-  for seed in $SEEDS; do sweep "$@" --seeds "$seed" "${COMMON[@]}"; done
+by_seed() {  # CONFIG [sweep.py options, which override COMMON's]
+  local config=$1
+  shift
+  for seed in $SEEDS; do sweep "$config" "${COMMON[@]}" --seeds "$seed" "$@"; done
 }
 all_seeds() { echo --seeds 0 1 2; }
 # results.{md,json,png} of one optimizer's grid -> results_<name>.*
@@ -110,7 +118,7 @@ for path in sys.argv[1:]:
         continue
     results = json.load(open(path))
     for name, e in results['settings'].items():
-        if not name.endswith('wrs'):  # the fcn-sgd table's decay rows
+        if not name.endswith('wrs') and 'demo' not in path:  # fcn-sgd's decay rows
             continue
         value = ('n/a' if e['mean'] is None else f"{e['mean']:.2f}"
                  + (f" ± {e['std']:.2f}" if e['std'] is not None else ' (one seed)'))
@@ -134,6 +142,12 @@ run_part() {
         by_seed $FCN --sweep-dir $OUT/fcn_ablation/$v --optimizers sgd --lrs $ABLATION_LR \
           --decays --cfg-options $(variant_options $v)
       done ;;
+    ablation-demo)
+      # The demo FCN (128 px, 300 updates), where WRS trailed by 1.5-1.9 mIoU.
+      by_seed $DEMO_FCN --sweep-dir $OUT/demo_fcn --lrs $DEMO_LR --decays 5e-4 \
+        --regularizer-lrs $DEMO_WRS_LRS --monitor-interval 10
+      by_seed $DEMO_FCN --sweep-dir $OUT/demo_fcn_ablation/init_filter --lrs $DEMO_LR \
+        --decays --monitor-interval 10 --cfg-options $(variant_options init_filter) ;;
     collect)
       collect_as sgd $FCN $OUT/fcn "${FCN_SGD[@]}"
       collect_as adamw $FCN $OUT/fcn "${ADAMW[@]}"
@@ -144,9 +158,15 @@ run_part() {
         sweep $FCN --sweep-dir $OUT/fcn_ablation/$v --optimizers sgd --lrs $ABLATION_LR \
           --decays $(all_seeds) --regularizers wrs --collect
       done
+      sweep $DEMO_FCN --sweep-dir $OUT/demo_fcn --lrs $DEMO_LR --decays 5e-4 \
+        --regularizer-lrs $DEMO_WRS_LRS $(all_seeds) --regularizers wrs --collect >/dev/null
+      sweep $DEMO_FCN --sweep-dir $OUT/demo_fcn_ablation/init_filter --lrs $DEMO_LR \
+        --decays $(all_seeds) --regularizers wrs --collect >/dev/null
       echo "## Ablation, tiny FCN (WRS at lr $ABLATION_LR; the 1.0/filter cell is fcn-sgd's)"
       ablation_table $OUT/fcn/results_sgd.json \
-        $OUT/fcn_ablation/{init_filter,unit_layer,init_layer}/results.json ;;
+        $OUT/fcn_ablation/{init_filter,unit_layer,init_layer}/results.json
+      echo "## Ablation, demo FCN"
+      ablation_table $OUT/demo_fcn/results.json $OUT/demo_fcn_ablation/init_filter/results.json ;;
     mechanism)
       # Constant-lr phases: segmentor 100-1200, detector 100-600 (warm-up, x0.1 after).
       for runs in '^sgd_lr0.1_' '^adamw_lr0.001_'; do
