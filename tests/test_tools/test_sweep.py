@@ -364,3 +364,30 @@ def test_slurm_and_collect_paths_carry_the_lr_and_optimizer(tool, tiny_config, t
     assert results['done'] == 0 and results['total'] == 3
     assert {m: s['best'] for m, s in results['methods'].items()} == {
         'sgd+wd': None, 'sgd+wrs': None, 'adamw+wrs': None}
+
+
+def test_a_detector_that_predicts_nothing_counts_as_zero_and_is_marked(tool, tmp_path):
+    config = tmp_path / 'det.py'
+    config.write_text('')
+    runs = tool.plan_grid(['1e-3'], [0, 1], [], ['0.1'], ['sgd'])
+    sweep = tool.Sweep(str(config), str(tmp_path / 'sweep'), runs)
+    for run, lines in zip(runs, (
+            [{'coco/bbox_mAP': 0.4, 'step': 800}],  # seed 0: a metric
+            [{'loss': 0.7, 'step': 800}])):  # seed 1: training finished, no box predicted
+        vis = osp.join(sweep.work_dir(run), '20260101_000000', 'vis_data')
+        os.makedirs(vis)
+        with open(osp.join(vis, 'scalars.json'), 'w') as f:
+            f.write(''.join(json.dumps(line) + '\n' for line in lines))
+    work_dir = sweep.work_dir(runs[1])
+    # A run without the message is not finished: it never validated.
+    with pytest.raises(RuntimeError, match='no final metric'):
+        tool.mark_done(work_dir)
+    with open(osp.join(work_dir, 'train.log'), 'w') as f:
+        f.write('Evaluating bbox...\n' f'ERROR - coco_metric.py - {tool.NO_PREDICTIONS}.\n')
+    assert tool.mark_done(work_dir)['no_predictions'] is True
+    tool.mark_done(sweep.work_dir(runs[0]))
+    results = sweep.collect()
+    entry = results['settings']['sgd lr=0.1 wd=0.001']
+    assert results['metric'] == 'coco/bbox_mAP'
+    assert entry['values'] == [0.4, 0.0] and entry['no_predictions'] == [1]
+    assert '0 = no box predicted: seed 1' in (tmp_path / 'sweep' / 'results.md').read_text()

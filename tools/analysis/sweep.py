@@ -217,18 +217,40 @@ def read_done(work_dir: str) -> Optional[dict]:
         return json.load(f)
 
 
+# What mmdet's CocoMetric logs, and returns no metric, when a detector predicts
+# no box on the whole validation set (e.g. a training that collapsed).
+NO_PREDICTIONS = 'The testing results of the whole dataset is empty'
+
+
+def _final_validation_empty(work_dir: str) -> bool:
+    """Whether the run's last validation (its train.log's tail) predicted nothing."""
+    path = osp.join(work_dir, 'train.log')
+    if not osp.isfile(path):
+        return False
+    with open(path, errors='replace') as f:
+        tail = f.readlines()[-20:]
+    return any(NO_PREDICTIONS in line for line in tail)
+
+
 def mark_done(work_dir: str, seconds: Optional[float] = None) -> dict:
     """Record a finished run: its final metrics in ``done.json``.
+
+    A detector whose final validation predicted no box has no metric in its
+    log; it is recorded with ``no_predictions`` and counts as 0 (the mAP of
+    predicting nothing) in the results, marked there.
 
     Raises:
         RuntimeError: The work dir holds no logged metric (the run did not
             reach its validation), so it is not marked as finished.
     """
     metrics = final_metrics(work_dir)
-    if not metrics:
+    no_predictions = not metrics and _final_validation_empty(work_dir)
+    if not metrics and not no_predictions:
         raise RuntimeError(f'{work_dir}: no final metric in any */vis_data/scalars.json; '
                            'did the run reach its validation (train_cfg.val_interval)?')
     record = dict(metrics=metrics, seconds=seconds, finished=time.time())
+    if no_predictions:
+        record['no_predictions'] = True
     write_atomic(osp.join(work_dir, DONE), json.dumps(record, indent=1))
     return record
 
@@ -408,8 +430,9 @@ class Sweep:
                 failed.append(run)
                 print(f'{head} ... FAILED: {error}', flush=True)
                 continue
-            print(f'{head} ... done {self._metric_text(record["metrics"])} ({seconds:.0f} s)',
-                  flush=True)
+            text = ('no box predicted, counts as 0' if record.get('no_predictions')
+                    else self._metric_text(record['metrics']))
+            print(f'{head} ... done {text} ({seconds:.0f} s)', flush=True)
         return failed
 
     def _metric_text(self, metrics: Dict[str, float]) -> str:
@@ -490,19 +513,24 @@ class Sweep:
 
     def collect(self) -> dict:
         """Metrics of the finished runs, per setting; writes results.{json,md,png}."""
-        records = {}
+        records, empty = {}, set()
         for run in self.runs:
             done = read_done(self.work_dir(run))
             if done is not None:
                 records[run] = done['metrics']
+                if done.get('no_predictions'):
+                    empty.add(run)
         metric = self.metric or next(
             (primary_metric(m) for m in records.values() if primary_metric(m)), None)
         settings = {}
         for run in self.runs:
             entry = settings.setdefault(run.setting, dict(
                 regularizer=run.regularizer, decay=run.decay, values=[], seeds=[], missing=[],
-                lr=run.lr, optimizer=run.optimizer, method=run.method))
+                lr=run.lr, optimizer=run.optimizer, method=run.method, no_predictions=[]))
             value = records.get(run, {}).get(metric) if metric else None
+            if run in empty and metric:
+                value = 0.0
+                entry['no_predictions'].append(run.seed)
             if value is None:
                 entry['missing'].append(run.seed)
             else:
@@ -559,6 +587,9 @@ def results_table(results: dict) -> str:
                  else _default_decay(entry.get('optimizer')))
         seeds = ', '.join(map(str, entry['seeds'])) or '-'
         missing = ', '.join(map(str, entry['missing'])) or '-'
+        if entry.get('no_predictions'):
+            value += ' (0 = no box predicted: seed ' + ', '.join(
+                map(str, entry['no_predictions'])) + ')'
         lines.append(f'| {setting} | {decay} | {value} | {len(entry["values"])} ({seeds}) '
                      f'| {missing} |')
     lines.append('')
