@@ -390,4 +390,7 @@ def test_a_detector_that_predicts_nothing_counts_as_zero_and_is_marked(tool, tmp
     entry = results['settings']['sgd lr=0.1 wd=0.001']
     assert results['metric'] == 'coco/bbox_mAP'
     assert entry['values'] == [0.4, 0.0] and entry['no_predictions'] == [1]
-    assert '0 = no box predicted: seed 1' in (tmp_path / 'sweep' / 'results.md').read_text()
+    table = (tmp_path / 'sweep' / 'results.md').read_text()
+    assert '0 = no box predicted: seed 1' in table
+    # The lr x decay grid: one row per lr, the partly empty mean marked.
+    assert '| lr | wd 0.001 |' in table and '| 0.1 | 0.2 ± 0.28 * |' in table

@@ -597,7 +597,8 @@ def results_table(results: dict) -> str:
     # regularizers against the best and worst decay. Grids over lr or
     # optimizer get the per-method summary instead.
     if any(e.get('lr') is not None or e.get('optimizer') for e in results['settings'].values()):
-        return '\n'.join(lines) + '\n' + method_table(results.get('methods') or {}, metric)
+        return ('\n'.join(lines) + '\n' + grid_table(results['settings'], metric) + '\n'
+                + method_table(results.get('methods') or {}, metric))
     decays = {s: e for s, e in results['settings'].items()
               if e['decay'] is not None and e['mean'] is not None}
     if decays:
@@ -614,6 +615,40 @@ def results_table(results: dict) -> str:
                          f'{entry["mean"] - decays[worst]["mean"]:+.4f} vs the worst)')
             lines.append(text + '.')
     return '\n'.join(lines) + '\n'
+
+
+def grid_table(settings: Dict[str, dict], metric: str) -> str:
+    """Markdown, one table per optimizer: a row per lr, a column per decay and regularizer.
+
+    A cell is the mean ± std over seeds (``n/a``: no finished run; ``*``: some
+    seed predicted nothing and counts as 0).
+    """
+    def cell(entry):
+        if entry['mean'] is None:
+            return 'n/a'
+        text = f'{entry["mean"]:.4g}' + (f' ± {entry["std"]:.2g}' if entry['std'] is not None
+                                         else ' (1 seed)')
+        return text + (' *' if entry.get('no_predictions') else '')
+
+    out = []
+    for optimizer in dict.fromkeys(e.get('optimizer') for e in settings.values()):
+        mine = [e for e in settings.values() if e.get('optimizer') == optimizer]
+        columns = list(dict.fromkeys(f'wd {e["decay"]:g}' if e['decay'] is not None
+                                     else e['regularizer'] for e in mine))
+        cells = {}
+        for e in mine:
+            column = f'wd {e["decay"]:g}' if e['decay'] is not None else e['regularizer']
+            cells[(e['lr'], column)] = cell(e)
+        lrs = list(dict.fromkeys(e['lr'] for e in mine))
+        title = optimizer or "the config's optimizer"
+        out += [f'### {title}: {metric} by lr (rows) and decay or regularizer (columns)', '',
+                '| lr | ' + ' | '.join(columns) + ' |', '|---' * (len(columns) + 1) + '|']
+        for lr in lrs:
+            name = 'config' if lr is None else f'{lr:g}'
+            out.append(f'| {name} | ' + ' | '.join(cells.get((lr, c), '-') for c in columns)
+                       + ' |')
+        out.append('')
+    return '\n'.join(out)
 
 
 def median(values: Sequence[float]) -> float:
