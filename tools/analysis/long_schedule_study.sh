@@ -10,7 +10,7 @@
 #   det-sgd        tiny Faster R-CNN (800 updates), SGDM: lr {0.0125,0.025,0.05} x wd
 #                  {5e-4,2e-3,5e-3,2e-2}, and WRS at the same lrs, x seeds
 #                                                                (45 runs, ~1.7 min each)
-#   fcn-adamw      tiny FCN, AdamW: lr {1e-3,4e-3} x wd {0.05,0.5}, and AdamW + WRS at
+#   fcn-adamw      tiny FCN, AdamW: lr {4e-3,1e-2} x wd {0.05,0.5}, and AdamW + WRS at
 #                  the same lrs, x seeds                         (18 runs)
 #   det-adamw      tiny Faster R-CNN, the same AdamW grid        (18 runs)
 #   ablation-fcn   tiny FCN, WRS at lr 0.2: target_norm 'init' vs 1.0 x filter vs
@@ -49,7 +49,7 @@ DEMO_FCN=configs/demo/fcn_r18-d8_shapes.py
 # both grids reach wd * sum(lr) / (1 - momentum) >= 1 (norms visibly move).
 FCN_SGD=(--optimizers sgd --lrs 0.1 0.2 0.4 --decays 1e-4 5e-4 2e-3 5e-3)
 DET_SGD=(--optimizers sgd --lrs 0.0125 0.025 0.05 --decays 5e-4 2e-3 5e-3 2e-2)
-ADAMW=(--optimizers adamw --lrs 1e-3 4e-3 --decays 0.05 0.5)
+ADAMW=(--optimizers adamw --lrs 4e-3 1e-2 --decays 0.05 0.5)
 ABLATION_LR=0.2
 DEMO_FCN=configs/demo/fcn_r18-d8_shapes.py
 DEMO_LR=0.02  # the config's
@@ -89,11 +89,11 @@ plot_sgd() {
     --labels "${labels[@]}" WRS --out-dir "docs/figures/study_${model}_sgd" \
     --train-keys $TRAIN_KEYS
 }
-plot_adamw() {  # AdamW at lr 1e-3: both decays and AdamW + WRS, when run
+plot_adamw() {  # AdamW at lr 4e-3: both decays and AdamW + WRS, when run
   local runs=$OUT/$1/runs
-  [ -e "$runs/adamw_lr0.001_wrs_seed0/done.json" ] || return 0
-  "$PY" tools/analysis/plot_curves.py "$runs"/adamw_lr0.001_wd{0.05,0.5}_seed0 \
-    "$runs/adamw_lr0.001_wrs_seed0" --labels "AdamW wd 0.05" "AdamW wd 0.5" "AdamW + WRS" \
+  [ -e "$runs/adamw_lr0.004_wrs_seed0/done.json" ] || return 0
+  "$PY" tools/analysis/plot_curves.py "$runs"/adamw_lr0.004_wd{0.05,0.5}_seed0 \
+    "$runs/adamw_lr0.004_wrs_seed0" --labels "AdamW wd 0.05" "AdamW wd 0.5" "AdamW + WRS" \
     --out-dir "docs/figures/study_$1_adamw" --train-keys $TRAIN_KEYS
 }
 
@@ -167,11 +167,11 @@ run_part() {
       ablation_table $OUT/demo_fcn/results.json $OUT/demo_fcn_ablation/init_filter/results.json ;;
     mechanism)
       # Constant-lr phases: segmentor 100-1200, detector 100-600 (warm-up, x0.1 after).
-      for runs in '^sgd_lr0.2_' '^adamw_lr0.001_'; do
+      for runs in '^sgd_lr0.2_' '^adamw_lr0.004_'; do
         echo "## Tiny FCN, runs $runs: late / early over the constant-lr phase"
         "$PY" tools/analysis/mechanism_table.py $OUT/fcn --early 200 --late 1150 --runs "$runs" || true
       done
-      for runs in '^sgd_lr0.025_' '^adamw_lr0.001_'; do
+      for runs in '^sgd_lr0.025_' '^adamw_lr0.004_'; do
         echo "## Tiny Faster R-CNN, runs $runs: late / early over the constant-lr phase"
         "$PY" tools/analysis/mechanism_table.py $OUT/det --early 200 --late 550 --runs "$runs" || true
       done ;;
