@@ -45,6 +45,13 @@ def test_ratios_per_setting_over_seeds(tool, tmp_path, capsys):
     assert decay['lr/||w||²'] == (4.0, 0.0)
     assert decay['grad norm'][0] == 3.0 and decay['grad norm'][1] == pytest.approx(2 ** 0.5)
     assert table['sgd_lr0.1_wrs']['lr/||w||²'] == (1.0, None)  # one seed: no std
+    # --window averages the values logged near each step: (1 + 3) / 2 at 1150.
+    _run(tmp_path, 'sgd_lr0.4_wrs_seed0', {200: (1.0, 0.1, 1.0), 1100: (1.0, 0.1, 1.0),
+                                           1150: (1.0, 0.1, 3.0), 1400: (1.0, 0.1, 9.0)})
+    windowed = tool.collect(str(tmp_path), 200, 1150, 'lr0.4', window=50)
+    assert windowed['sgd_lr0.4_wrs']['grad norm'] == (2.0, None)
+    assert tool.collect(str(tmp_path), 200, 1150, 'lr0.4')['sgd_lr0.4_wrs']['grad norm'] == (
+        3.0, None)
     assert tool.main([str(tmp_path), '--early', '200', '--late', '1150', '--runs', 'wrs']) == 0
     out = capsys.readouterr().out
     assert '| sgd_lr0.1_wrs | 1 | 1 | 1 | 1 | 0.5 |' in out and 'wd0.002' not in out

@@ -20,7 +20,7 @@
 #                  with target_norm 'init' at lr 0.02, x seeds   (15 runs, ~5 min each)
 #   collect        rebuild every results.md / results.json / results.png from the
 #                  finished runs, and print the ablation table
-#   mechanism      per setting, mean over seeds: filter norm, lr/||w||^2 and grad norm at
+#   mechanism      per setting, mean over seeds: filter norm, lr/||w||^2 and grad norm near
 #                  the end of the constant-lr phase over their values near its start
 #   plots          the mechanism figures (norm, lr/||w||^2, grad norm, angle, training
 #                  loss/accuracy and validation metric) of seed 0 into docs/figures/study_*
@@ -169,11 +169,13 @@ run_part() {
       # Constant-lr phases: segmentor 100-1200, detector 100-600 (warm-up, x0.1 after).
       for runs in '^sgd_lr0.2_' '^adamw_lr0.004_'; do
         echo "## Tiny FCN, runs $runs: late / early over the constant-lr phase"
-        "$PY" tools/analysis/mechanism_table.py $OUT/fcn --early 200 --late 1150 --runs "$runs" || true
+        "$PY" tools/analysis/mechanism_table.py $OUT/fcn --early 250 --late 1100 --window 100 \
+          --runs "$runs" || true
       done
       for runs in '^sgd_lr0.025_' '^adamw_lr0.004_'; do
         echo "## Tiny Faster R-CNN, runs $runs: late / early over the constant-lr phase"
-        "$PY" tools/analysis/mechanism_table.py $OUT/det --early 200 --late 550 --runs "$runs" || true
+        "$PY" tools/analysis/mechanism_table.py $OUT/det --early 200 --late 550 --window 50 \
+          --runs "$runs" || true
       done ;;
     plots)
       plot_sgd fcn 0.2 0.0001 0.0005 0.002 0.005

@@ -8,12 +8,14 @@ the gradients grow as ``1/||w||``; under WRS all three stay put. This reads the
 ``tools/analysis/sweep.py`` directory and prints, per setting (mean ± std over
 its seeds), each quantity at ``--late`` divided by its value at ``--early``::
 
-    python tools/analysis/mechanism_table.py work_dirs/study/fcn --early 200 --late 1150
+    python tools/analysis/mechanism_table.py work_dirs/study/fcn --early 250 --late 1100 \\
+        --window 100
 
 Quantities (means over the monitored weights): ``mean/filter_norm`` (output
 filters), ``mean/eff_lr`` (whole tensor), ``mean/grad_norm``; and the mean
-angular update per step (degrees) at ``--late``. Pick both steps inside the
-constant-lr phase, so the lr schedule divides out of the effective-LR ratio.
+angular update per step (degrees) at ``--late``. Pick both steps (and their
+``--window``) inside the constant-lr phase, so the lr schedule divides out of
+the effective-LR ratio.
 """
 import argparse
 import json
@@ -34,27 +36,37 @@ RATIOS = (('filter norm', 'mean/filter_norm'), ('lr/||w||²', 'mean/eff_lr'),
 ANGLE = 'mean/angle_deg'
 
 
-def value_at(series: Series, step: int) -> Optional[float]:
-    """The value logged at ``step``, else at the nearest logged step (None: empty)."""
+def value_at(series: Series, step: int, window: int = 0) -> Optional[float]:
+    """The mean of the values logged within ``window`` steps of ``step``.
+
+    With no value there (or ``window`` 0): the value at the nearest logged
+    step. None: an empty series.
+    """
     if not series:
         return None
+    near = [value for at, value in series if abs(at - step) <= window]
+    if near:
+        return sum(near) / len(near)
     return min(series, key=lambda point: (abs(point[0] - step), point[0]))[1]
 
 
-def run_row(scalars: Dict[str, Series], early: int, late: int) -> Dict[str, float]:
+def run_row(scalars: Dict[str, Series], early: int, late: int,
+            window: int = 0) -> Dict[str, float]:
     """late / early of each ratio quantity, and the angle at ``late``, of one run."""
     row = {}
     for name, key in RATIOS:
-        first, last = value_at(scalars.get(key, []), early), value_at(scalars.get(key, []), late)
+        series = scalars.get(key, [])
+        first, last = value_at(series, early, window), value_at(series, late, window)
         if first and last is not None:
             row[name] = last / first
-    angle = value_at(scalars.get(ANGLE, []), late)
+    angle = value_at(scalars.get(ANGLE, []), late, window)
     if angle is not None:
         row['angle (deg)'] = angle
     return row
 
 
-def collect(sweep_dir: str, early: int, late: int, pattern: str = '') -> Dict[str, dict]:
+def collect(sweep_dir: str, early: int, late: int, pattern: str = '',
+            window: int = 0) -> Dict[str, dict]:
     """Setting -> {quantity: (mean, std)} and its seeds, over finished runs.
 
     Raises:
@@ -73,7 +85,7 @@ def collect(sweep_dir: str, early: int, late: int, pattern: str = '') -> Dict[st
         if not match or not re.search(pattern, name) or not osp.isfile(osp.join(work_dir, DONE)):
             continue
         per_setting.setdefault(match.group(1), []).append(
-            run_row(load_work_dir(work_dir), early, late))
+            run_row(load_work_dir(work_dir), early, late, window))
     table = {}
     for setting, rows in per_setting.items():
         keys = [k for k in [name for name, _ in RATIOS] + ['angle (deg)']
@@ -105,10 +117,13 @@ def main(argv=None) -> int:
     parser.add_argument('--late', type=int, required=True, help='iteration of the second value')
     parser.add_argument('--runs', default='', help='regular expression the run names must '
                         'contain (e.g. ^sgd_lr0.1_)')
+    parser.add_argument('--window', type=int, default=0, help='average the values logged '
+                        'within this many iterations of --early and --late (the gradient '
+                        'norm of a single iteration is noisy)')
     parser.add_argument('--json', help='also write the table here')
     args = parser.parse_args(argv)
     try:
-        table = collect(args.sweep_dir, args.early, args.late, args.runs)
+        table = collect(args.sweep_dir, args.early, args.late, args.runs, args.window)
     except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f'mechanism_table: {exc}')
     if not table:
