@@ -14,7 +14,8 @@
 #                  the same lrs, x seeds                         (18 runs)
 #   det-adamw      tiny Faster R-CNN, the same AdamW grid        (18 runs)
 #   ablation-fcn   tiny FCN, WRS at lr 0.2: target_norm 'init' vs 1.0 x filter vs
-#                  layer (the 1.0/filter cell and lr x0.5/x2 are in fcn-sgd)  (9 runs)
+#                  layer, and target_norm 0.5 (filter) (the 1.0/filter cell and lr
+#                  x0.5/x2 are in fcn-sgd)                       (12 runs)
 #   ablation-demo  the demo FCN (configs/demo, 128 px, 300 updates, where WRS trailed):
 #                  WD 5e-4 at the config's lr 0.02, WRS at lr {0.01,0.02,0.04}, and WRS
 #                  with target_norm 'init' at lr 0.02, x seeds   (15 runs, ~5 min each)
@@ -51,6 +52,7 @@ FCN_SGD=(--optimizers sgd --lrs 0.1 0.2 0.4 --decays 1e-4 5e-4 2e-3 5e-3)
 DET_SGD=(--optimizers sgd --lrs 0.0125 0.025 0.05 --decays 5e-4 2e-3 5e-3 2e-2)
 ADAMW=(--optimizers adamw --lrs 4e-3 1e-2 --decays 0.05 0.5)
 ABLATION_LR=0.2
+VARIANTS="init_filter unit_layer init_layer half_filter"
 DEMO_FCN=configs/demo/fcn_r18-d8_shapes.py
 DEMO_LR=0.02  # the config's
 DEMO_WRS_LRS="0.01 0.02 0.04"
@@ -103,6 +105,10 @@ variant_options() {
     init_filter) echo custom_hooks.0.target_norm=init custom_hooks.0.granularity=filter ;;
     unit_layer) echo custom_hooks.0.target_norm=1.0 custom_hooks.0.granularity=layer ;;
     init_layer) echo custom_hooks.0.target_norm=init custom_hooks.0.granularity=layer ;;
+    # Filters held at norm 0.5: a 4x effective LR on the rescaled weights while
+    # the lr of the rest (classifiers, norm layers, biases) stays, as weight
+    # decay's shrinking norms give.
+    half_filter) echo custom_hooks.0.target_norm=0.5 custom_hooks.0.granularity=filter ;;
   esac
 }
 
@@ -135,7 +141,7 @@ run_part() {
     fcn-adamw) by_seed $FCN --sweep-dir $OUT/fcn "${ADAMW[@]}" ;;
     det-adamw) by_seed $DET --sweep-dir $OUT/det "${ADAMW[@]}" ;;
     ablation-fcn)
-      for v in init_filter unit_layer init_layer; do
+      for v in $VARIANTS; do
         # shellcheck disable=SC2046
         by_seed $FCN --sweep-dir $OUT/fcn_ablation/$v --optimizers sgd --lrs $ABLATION_LR \
           --decays --cfg-options $(variant_options $v)
@@ -151,7 +157,7 @@ run_part() {
       collect_as adamw $FCN $OUT/fcn "${ADAMW[@]}"
       collect_as sgd $DET $OUT/det "${DET_SGD[@]}"
       collect_as adamw $DET $OUT/det "${ADAMW[@]}"
-      for v in init_filter unit_layer init_layer; do
+      for v in $VARIANTS; do
         # shellcheck disable=SC2046
         sweep $FCN --sweep-dir $OUT/fcn_ablation/$v --optimizers sgd --lrs $ABLATION_LR \
           --decays $(all_seeds) --regularizers wrs --collect
@@ -162,7 +168,7 @@ run_part() {
         --decays $(all_seeds) --regularizers wrs --collect >/dev/null
       echo "## Ablation, tiny FCN (WRS at lr $ABLATION_LR; the 1.0/filter cell is fcn-sgd's)"
       ablation_table $OUT/fcn/results_sgd.json \
-        $OUT/fcn_ablation/{init_filter,unit_layer,init_layer}/results.json
+        $OUT/fcn_ablation/{init_filter,unit_layer,init_layer,half_filter}/results.json
       echo "## Ablation, demo FCN"
       ablation_table $OUT/demo_fcn/results.json $OUT/demo_fcn_ablation/init_filter/results.json ;;
     mechanism)
@@ -187,5 +193,5 @@ run_part() {
   esac
 }
 
-[ $# -gt 0 ] || { sed -n '2,32p' "$0"; exit 2; }
+[ $# -gt 0 ] || { sed -n '2,36p' "$0"; exit 2; }
 for part in "$@"; do run_part "$part"; done
