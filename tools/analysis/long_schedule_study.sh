@@ -10,8 +10,8 @@
 #   det-sgd        tiny Faster R-CNN (800 updates), SGDM: lr {0.0125,0.025,0.05} x wd
 #                  {5e-4,2e-3,5e-3,2e-2}, and WRS at the same lrs, x seeds
 #                                                                (45 runs, ~1.7 min each)
-#   fcn-adamw      tiny FCN, AdamW: lr {4e-3,1e-2} x wd {0.05,0.5}, and AdamW + WRS at
-#                  the same lrs, x seeds                         (18 runs)
+#   fcn-adamw      tiny FCN, AdamW: lr {4e-3,1e-2,2e-2} x wd {0.05,0.5}, and AdamW + WRS at
+#                  the same lrs, x seeds                         (27 runs)
 #   det-adamw      tiny Faster R-CNN, the same AdamW grid        (18 runs)
 #   ablation-fcn   tiny FCN, WRS at lr 0.2: target_norm 'init' vs 1.0 x filter vs
 #                  layer, and target_norm 0.5 (filter) (the 1.0/filter cell and lr
@@ -50,7 +50,7 @@ DEMO_FCN=configs/demo/fcn_r18-d8_shapes.py
 # both grids reach wd * sum(lr) / (1 - momentum) >= 1 (norms visibly move).
 FCN_SGD=(--optimizers sgd --lrs 0.1 0.2 0.4 --decays 1e-4 5e-4 2e-3 5e-3)
 DET_SGD=(--optimizers sgd --lrs 0.0125 0.025 0.05 --decays 5e-4 2e-3 5e-3 2e-2)
-ADAMW=(--optimizers adamw --lrs 4e-3 1e-2 --decays 0.05 0.5)
+ADAMW=(--optimizers adamw --lrs 4e-3 1e-2 2e-2 --decays 0.05 0.5)
 ABLATION_LR=0.2
 VARIANTS="init_filter unit_layer init_layer half_filter"
 DEMO_FCN=configs/demo/fcn_r18-d8_shapes.py
