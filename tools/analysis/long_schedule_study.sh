@@ -156,21 +156,27 @@ run_part() {
       collect_as sgd $FCN $OUT/fcn "${FCN_SGD[@]}"
       collect_as adamw $FCN $OUT/fcn "${ADAMW[@]}"
       collect_as sgd $DET $OUT/det "${DET_SGD[@]}"
-      collect_as adamw $DET $OUT/det "${ADAMW[@]}"
+      if ls $OUT/det/runs/adamw_* >/dev/null 2>&1; then
+        collect_as adamw $DET $OUT/det "${ADAMW[@]}"
+      fi
       for v in $VARIANTS; do
         # shellcheck disable=SC2046
         sweep $FCN --sweep-dir $OUT/fcn_ablation/$v --optimizers sgd --lrs $ABLATION_LR \
-          --decays $(all_seeds) --regularizers wrs --collect
+          --decays $(all_seeds) --regularizers wrs --collect >/dev/null
       done
-      sweep $DEMO_FCN --sweep-dir $OUT/demo_fcn --lrs $DEMO_LR --decays 5e-4 \
-        --regularizer-lrs $DEMO_WRS_LRS $(all_seeds) --regularizers wrs --collect >/dev/null
-      sweep $DEMO_FCN --sweep-dir $OUT/demo_fcn_ablation/init_filter --lrs $DEMO_LR \
-        --decays $(all_seeds) --regularizers wrs --collect >/dev/null
+      if [ -d $OUT/demo_fcn ]; then
+        sweep $DEMO_FCN --sweep-dir $OUT/demo_fcn --lrs $DEMO_LR --decays 5e-4 \
+          --regularizer-lrs $DEMO_WRS_LRS $(all_seeds) --regularizers wrs --collect >/dev/null
+        sweep $DEMO_FCN --sweep-dir $OUT/demo_fcn_ablation/init_filter --lrs $DEMO_LR \
+          --decays $(all_seeds) --regularizers wrs --collect >/dev/null
+      fi
       echo "## Ablation, tiny FCN (WRS at lr $ABLATION_LR; the 1.0/filter cell is fcn-sgd's)"
       ablation_table $OUT/fcn/results_sgd.json \
         $OUT/fcn_ablation/{init_filter,unit_layer,init_layer,half_filter}/results.json
-      echo "## Ablation, demo FCN"
-      ablation_table $OUT/demo_fcn/results.json $OUT/demo_fcn_ablation/init_filter/results.json ;;
+      if [ -d $OUT/demo_fcn ]; then
+        echo "## Ablation, demo FCN"
+        ablation_table $OUT/demo_fcn/results.json $OUT/demo_fcn_ablation/init_filter/results.json
+      fi ;;
     mechanism)
       # Constant-lr phases: segmentor 100-1200, detector 100-600 (warm-up, x0.1 after).
       for runs in '^sgd_lr0.2_' '^adamw_lr0.004_'; do
