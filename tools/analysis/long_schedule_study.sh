@@ -115,10 +115,14 @@ variant_options() {
 ablation_table() {  # the ablation's results.json files -> one markdown table
   "$PY" - "$@" <<'EOF'
 import json, os.path as osp, sys
-print('| sweep | setting | metric | mean ± std (seeds) |\n|---|---|---|---|')
+WHAT = {'fcn': 'unit norm, per filter (the default)', 'init_filter': "'init', per filter",
+        'unit_layer': 'unit norm, whole layer', 'init_layer': "'init', whole layer",
+        'half_filter': '0.5, per filter', 'demo_fcn': 'demo FCN'}
+print('| sweep | WRS target_norm, granularity | setting | metric | mean ± std (seeds) |\n'
+      '|---|---|---|---|---|')
 for path in sys.argv[1:]:
     if not osp.isfile(path):
-        print(f'| {osp.dirname(path)} | not run | | |')
+        print(f'| {osp.dirname(path)} | | not run | | |')
         continue
     results = json.load(open(path))
     for name, e in results['settings'].items():
@@ -126,7 +130,8 @@ for path in sys.argv[1:]:
             continue
         value = ('n/a' if e['mean'] is None else f"{e['mean']:.2f}"
                  + (f" ± {e['std']:.2f}" if e['std'] is not None else ' (one seed)'))
-        print(f"| {osp.basename(osp.dirname(path))} | {name} | {results['metric']} "
+        sweep = osp.basename(osp.dirname(path))
+        print(f"| {sweep} | {WHAT.get(sweep, '')} | {name} | {results['metric']} "
               f"| {value} ({', '.join(map(str, e['seeds'])) or '-'}) |")
 EOF
 }
