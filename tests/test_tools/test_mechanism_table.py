@@ -42,9 +42,9 @@ def test_ratios_per_setting_over_seeds(tool, tmp_path, capsys):
     decay = table['sgd_lr0.1_wd0.002']
     assert decay['seeds'] == 2
     assert decay['filter norm'] == (0.5, 0.0)
-    assert decay['lr/||w||²'] == (4.0, 0.0)
+    assert decay['lr/‖w‖²'] == (4.0, 0.0)
     assert decay['grad norm'][0] == 3.0 and decay['grad norm'][1] == pytest.approx(2 ** 0.5)
-    assert table['sgd_lr0.1_wrs']['lr/||w||²'] == (1.0, None)  # one seed: no std
+    assert table['sgd_lr0.1_wrs']['lr/‖w‖²'] == (1.0, None)  # one seed: no std
     # --window averages the values logged near each step: (1 + 3) / 2 at 1150.
     _run(tmp_path, 'sgd_lr0.4_wrs_seed0', {200: (1.0, 0.1, 1.0), 1100: (1.0, 0.1, 1.0),
                                            1150: (1.0, 0.1, 3.0), 1400: (1.0, 0.1, 9.0)})

@@ -189,7 +189,7 @@ run_part() {
         "$PY" tools/analysis/mechanism_table.py $OUT/fcn --early 250 --late 1100 --window 100 \
           --runs "$runs" || true
       done
-      for runs in '^sgd_lr0.025_' '^adamw_lr0.004_'; do
+      for runs in '^sgd_lr0.025_'; do
         echo "## Tiny Faster R-CNN, runs $runs: late / early over the constant-lr phase"
         "$PY" tools/analysis/mechanism_table.py $OUT/det --early 200 --late 550 --window 50 \
           --runs "$runs" || true

@@ -31,7 +31,7 @@ from sweep import DONE, mean_std  # noqa: E402
 
 from mmwrs.scalars import Series, load_work_dir  # noqa: E402
 
-RATIOS = (('filter norm', 'mean/filter_norm'), ('lr/||w||²', 'mean/eff_lr'),
+RATIOS = (('filter norm', 'mean/filter_norm'), ('lr/‖w‖²', 'mean/eff_lr'),
           ('grad norm', 'mean/grad_norm'))
 ANGLE = 'mean/angle_deg'
 
