@@ -513,22 +513,22 @@ class Sweep:
 
     def collect(self) -> dict:
         """Metrics of the finished runs, per setting; writes results.{json,md,png}."""
-        records, empty = {}, set()
+        records = {}
         for run in self.runs:
             done = read_done(self.work_dir(run))
             if done is not None:
-                records[run] = done['metrics']
-                if done.get('no_predictions'):
-                    empty.add(run)
+                records[run] = done
         metric = self.metric or next(
-            (primary_metric(m) for m in records.values() if primary_metric(m)), None)
+            (primary_metric(d['metrics']) for d in records.values()
+             if primary_metric(d['metrics'])), None)
         settings = {}
         for run in self.runs:
             entry = settings.setdefault(run.setting, dict(
                 regularizer=run.regularizer, decay=run.decay, values=[], seeds=[], missing=[],
                 lr=run.lr, optimizer=run.optimizer, method=run.method, no_predictions=[]))
-            value = records.get(run, {}).get(metric) if metric else None
-            if run in empty and metric:
+            done = records.get(run, {})
+            value = done.get('metrics', {}).get(metric) if metric else None
+            if done.get('no_predictions') and metric:
                 value = 0.0
                 entry['no_predictions'].append(run.seed)
             if value is None:
@@ -632,14 +632,11 @@ def grid_table(settings: Dict[str, dict], metric: str) -> str:
 
     out = []
     for optimizer in dict.fromkeys(e.get('optimizer') for e in settings.values()):
-        mine = [e for e in settings.values() if e.get('optimizer') == optimizer]
-        columns = list(dict.fromkeys(f'wd {e["decay"]:g}' if e['decay'] is not None
-                                     else e['regularizer'] for e in mine))
-        cells = {}
-        for e in mine:
-            column = f'wd {e["decay"]:g}' if e['decay'] is not None else e['regularizer']
-            cells[(e['lr'], column)] = cell(e)
-        lrs = list(dict.fromkeys(e['lr'] for e in mine))
+        cells = {(e['lr'], f'wd {e["decay"]:g}' if e['decay'] is not None
+                  else e['regularizer']): cell(e)
+                 for e in settings.values() if e.get('optimizer') == optimizer}
+        lrs = list(dict.fromkeys(lr for lr, _ in cells))
+        columns = list(dict.fromkeys(column for _, column in cells))
         title = optimizer or "the config's optimizer"
         out += [f'### {title}: {metric} by lr (rows) and decay or regularizer (columns)', '',
                 '| lr | ' + ' | '.join(columns) + ' |', '|---' * (len(columns) + 1) + '|']
