@@ -75,7 +75,7 @@ class TargetSchedule:
 
     @classmethod
     def from_config(cls, cfg: Dict[str, Any], key: str = 'target_norm') -> 'TargetSchedule':
-        """Build from a config dict such as ``dict(type='cosine', start=1, end=0.5, end_at=800)``."""
+        """Build from a config dict, e.g. ``dict(type='cosine', start=1, end=0.5, end_at=800)``."""
         if not isinstance(cfg, dict) or 'type' not in cfg:
             raise ValueError(f"{key} schedule must be a dict with a 'type' in {SCHEDULE_TYPES}, "
                              f'got {cfg!r}')
