@@ -137,3 +137,45 @@ class TargetSchedule:
         unit = 'epochs' if self.by_epoch else 'updates'
         body = ', '.join(f'{x:g}: {y:g}' for x, y in self.points)
         return f'TargetSchedule({self.type}, {unit} {{{body}}})'
+
+
+def points_following(curve: Sequence[Sequence[float]], start: float, num_points: int = 16,
+                     key: str = 'curve') -> List[Tuple[float, float]]:
+    """``'piecewise'`` points whose target follows a measured norm curve.
+
+    Under weight decay the mean filter norm ``n(k)`` of the scale-invariant
+    weights moves over training, and with it their effective learning rate
+    ``lr / n(k)**2``. A WRS run whose target is ``start * n(k) / n(0)`` has the
+    same effective-LR curve relative to its start. The curve is resampled at
+    ``num_points`` positions evenly spread over its span (its first and last
+    steps always among them), each value taken at the nearest logged step.
+
+    Args:
+        curve (list[tuple[float, float]]): ``(update, norm)`` pairs, e.g. the
+            ``mean/filter_norm`` series ``NormMonitorHook`` logs.
+        start (float): The target at the curve's first step.
+        num_points (int): How many points to keep, >= 2.
+        key (str): What messages call the curve.
+
+    Returns:
+        list[tuple[float, float]]: ``(update, target)`` pairs, strictly
+        increasing in update, for ``TargetSchedule('piecewise', points=...)``.
+    """
+    start = check_positive('start', start)
+    if isinstance(num_points, bool) or not isinstance(num_points, int) or num_points < 2:
+        raise ValueError(f'num_points must be an integer >= 2, got {num_points!r}')
+    steps = sorted((float(x), float(y)) for x, y in curve)
+    if len(steps) < 2:
+        raise ValueError(f'{key} needs at least two (update, norm) points, got {len(steps)}')
+    bad = [(x, y) for x, y in steps if not (y > 0 and math.isfinite(y))]
+    if bad:
+        raise ValueError(f'{key}: norms must be positive and finite, got {bad[:3]}')
+    first, last = steps[0][0], steps[-1][0]
+    base = steps[0][1]
+    points: List[Tuple[float, float]] = []
+    for index in range(num_points):
+        wanted = first + (last - first) * index / (num_points - 1)
+        x, y = min(steps, key=lambda step: abs(step[0] - wanted))
+        if not points or x > points[-1][0]:
+            points.append((x, start * y / base))
+    return points

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from mmwrs.core.target_schedule import TargetSchedule
+from mmwrs.core.target_schedule import TargetSchedule, points_following
 
 
 def test_constant_holds_its_value():
@@ -62,3 +62,33 @@ def test_by_epoch_counts_epochs_of_updates():
 def test_bad_schedules_name_the_key(cfg, match):
     with pytest.raises(ValueError, match=match):
         TargetSchedule.from_config(cfg)
+
+
+def test_points_following_a_norm_curve_keep_its_ratios():
+    # A weight-decay norm curve falling from 2.0 to 1.0 over 1000 updates.
+    curve = [(k, 2.0 - k / 1000) for k in range(0, 1001, 10)]
+    points = points_following(curve, start=1.0, num_points=5)
+    assert [x for x, _ in points] == [0, 250, 500, 750, 1000]
+    assert [y for _, y in points] == pytest.approx([1.0, 0.875, 0.75, 0.625, 0.5])
+    schedule = TargetSchedule(type='piecewise', points=points)
+    assert schedule.value(500) == pytest.approx(0.75)
+
+
+def test_points_following_snap_to_logged_steps_and_stay_increasing():
+    curve = [(0, 1.0), (7, 0.9), (8, 0.8), (100, 0.5)]
+    points = points_following(curve, start=2.0, num_points=8)
+    positions = [x for x, _ in points]
+    assert positions == sorted(set(positions)) and positions[0] == 0 and positions[-1] == 100
+    assert set(positions) <= {0, 7, 8, 100}
+    assert dict(points)[100] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize('curve, num_points, match', [
+    ([(0, 1.0)], 4, 'at least two'),
+    ([(0, 1.0), (5, 0.0)], 4, 'positive and finite'),
+    ([(0, 1.0), (5, math.nan)], 4, 'positive and finite'),
+    ([(0, 1.0), (5, 0.5)], 1, 'num_points must be an integer >= 2'),
+])
+def test_points_following_bad_curves(curve, num_points, match):
+    with pytest.raises(ValueError, match=match):
+        points_following(curve, start=1.0, num_points=num_points)
