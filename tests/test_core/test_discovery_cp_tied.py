@@ -81,18 +81,20 @@ class _Checkpointed(nn.Module):
         return self.head(x)
 
 
-@pytest.mark.parametrize('mode', ['reentrant', 'non_reentrant', 'sequential'])
+@pytest.mark.parametrize('mode', ['reentrant', 'non_reentrant', 'sequential', 'mmengine'])
 def test_plain_model_calling_checkpoint(mode):
-    torch.manual_seed(0)
     model = _Checkpointed(mode)
+    if mode == 'mmengine':  # mmengine's activation checkpointing: checkpoint bound by name
+        from mmengine.runner.activation_checkpointing import turn_on_activation_checkpointing
+        turn_on_activation_checkpointing(model, [f'blocks.{i}' for i in range(3)])
     x = torch.randn(2, 4, 6, 6, requires_grad=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
         result = discover_scale_invariant(model, lambda: model(x).sum())
     _assert_nothing_unseen(caught)
-    model.mode = 'none'
+    plain = _Checkpointed('none')
     assert _controlled(result) == _controlled(
-        discover_scale_invariant(model, lambda: model(x).sum()))
+        discover_scale_invariant(plain, lambda: plain(x).sum()))
     assert sorted(result.by_name()) == [f'blocks.{i}.conv.weight' for i in range(3)]
 
 
