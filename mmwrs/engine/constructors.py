@@ -81,7 +81,7 @@ class WRSOptimWrapperConstructor:
             raise ValueError(
                 f'{owner}: optim_wrapper.type={wrapper_type!r} has no WRS form; allowed: '
                 f'{sorted(WRS_WRAPPER_OF)}. For other wrappers use '
-                "custom_hooks=[dict(type='WRSHook')], which works with any wrapper.")
+                "default_hooks=dict(wrs=dict(type='WRSHook')), which works with any wrapper.")
         cfg['type'] = WRS_WRAPPER_OF[wrapper_type]
         check_constructor_kept(runner_config_filename(), cfg, owner)
         self.inner = build_inner_constructor(owner, cfg, paramwise_cfg)
@@ -92,7 +92,7 @@ class WRSOptimWrapperConstructor:
             raise TypeError(
                 f'{type(self).__name__}: the inner constructor built '
                 f'{type(wrapper).__name__}, not one of {sorted(set(WRS_WRAPPER_OF.values()))}; '
-                "with that inner constructor use custom_hooks=[dict(type='WRSHook')] instead")
+                "with that inner constructor use default_hooks=dict(wrs=dict(type='WRSHook')) instead")
         module = unwrap_model(model)
         logger = MMLogger.get_current_instance()
         with train_mode(module):
