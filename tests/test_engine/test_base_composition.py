@@ -36,7 +36,7 @@ RTMDET_SMALL = {
     'train_dataloader.dataset.pipeline.8.img_scale': (64, 64),  # CachedMixUp
 }
 # BEiT with 4 narrow layers on 32x32 crops (its position bias is sized by
-# img_size), the layer decay over those 4 layers, two iterations, no validation.
+# img_size), the layer decay over those 4 layers, two iterations.
 BEIT_SMALL = {
     'model.pretrained': None, 'model.backbone.img_size': (32, 32),
     'model.backbone.embed_dims': 64, 'model.backbone.num_heads': 2,
@@ -48,9 +48,12 @@ BEIT_SMALL = {
     'train_dataloader.batch_size': 2, 'train_dataloader.num_workers': 0,
     'train_dataloader.persistent_workers': False, 'val_dataloader.num_workers': 0,
     'val_dataloader.persistent_workers': False,
-    'train_cfg.max_iters': 2, 'train_cfg.val_interval': 100,
+    'train_cfg.max_iters': 2,
     'train_dataloader.dataset.pipeline.2.scale': (128, 32),  # RandomResize
     'train_dataloader.dataset.pipeline.3.crop_size': (32, 32),  # RandomCrop
+    # mmengine validates after the last iteration: one image, whole, at 32x32.
+    'val_dataloader.dataset.indices': 1, 'model.test_cfg.mode': 'whole',
+    'val_dataloader.dataset.pipeline.1.scale': (32, 32),  # Resize (square images)
 }
 
 
@@ -141,9 +144,21 @@ def _train(package, config, options, cwd):
 
 
 def _unit_filter_norms(checkpoint):
+    """The controlled weights, and whether every filter of each has norm 1.
+
+    A filter is an output channel: dim 0, or dim 1 for the transposed convs of
+    BEiT's Feature2Pyramid neck (``neck.upsample_*``).
+    """
     names = sorted(checkpoint['wrs']['rescaler']['targets'])
-    norms = torch.cat([checkpoint['state_dict'][n].flatten(1).norm(dim=1) for n in names])
-    return names, torch.allclose(norms, torch.ones_like(norms), atol=1e-4)
+
+    def unit(name):
+        weight = checkpoint['state_dict'][name]
+        if name.startswith('neck.upsample'):
+            weight = weight.transpose(0, 1)
+        norms = weight.flatten(1).norm(dim=1)
+        return torch.allclose(norms, torch.ones_like(norms), atol=1e-4)
+
+    return names, all(unit(n) for n in names)
 
 
 def _hook_order(log):
