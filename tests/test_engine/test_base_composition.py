@@ -95,7 +95,7 @@ def test_readme_recipe_keeps_layer_decay_constructor_and_paramwise(tmp_path):
     assert {k: v for k, v in cfg.optim_wrapper.items() if k != '_scope_'} == base.to_dict()
 
 
-def test_a_list_that_replaced_the_base_hooks_is_named_in_a_warning(tmp_path):
+def test_base_hooks_a_custom_hooks_list_replaced_are_named(tmp_path):
     path = _write(tmp_path, readme_recipe(RTMDET).replace(
         "default_hooks = dict(wrs=dict(type='WRSHook'))", "custom_hooks = [dict(type='WRSHook')]"))
     from mmwrs.engine.base_check import dropped_hooks
