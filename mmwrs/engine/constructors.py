@@ -92,7 +92,8 @@ class WRSOptimWrapperConstructor:
             raise TypeError(
                 f'{type(self).__name__}: the inner constructor built '
                 f'{type(wrapper).__name__}, not one of {sorted(set(WRS_WRAPPER_OF.values()))}; '
-                "with that inner constructor use default_hooks=dict(wrs=dict(type='WRSHook')) instead")
+                'with that inner constructor use '
+                "default_hooks=dict(wrs=dict(type='WRSHook')) instead")
         module = unwrap_model(model)
         logger = MMLogger.get_current_instance()
         with train_mode(module):
