@@ -18,7 +18,7 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner, get_priority
 
-from conftest import PYTHONPATH, REPO
+from conftest import DET_DEMO, PYTHONPATH, REPO
 
 RTMDET = 'mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py'
 BEIT = 'mmseg::beit/beit-base_upernet_8xb2-160k_ade20k-640x640.py'
@@ -193,3 +193,19 @@ def test_beit_trains_with_wrs_and_layer_decay_through_mmseg_train_py(tmp_path):
     assert len({g['lr_scale'] for g in groups}) == 4 + 2  # the layer decay is in effect
     names, unit = _unit_filter_norms(checkpoint)
     assert names and unit
+
+
+def test_wrs_hook_warns_when_its_list_replaced_the_base_hooks(make_cfg, tmp_path):
+    """The trap the README warns about, on the demo detector given a base hook."""
+    _write(tmp_path, f"_base_ = ['{DET_DEMO}']\n"
+           "custom_hooks = [dict(type='EMAHook')]\n", 'faster-rcnn_base_with_ema.py')
+    child = _write(tmp_path, "_base_ = ['./faster-rcnn_base_with_ema.py']\n"
+                   "custom_imports = dict(imports=['mmwrs'], allow_failed_imports=False)\n"
+                   "custom_hooks = [dict(type='WRSHook', report=False)]\n", 'faster-rcnn_wrs.py')
+    runner = Runner.from_cfg(make_cfg(child, iters=1))
+    runner.train()
+    with open(runner.logger.log_file) as f:
+        log = f.read()
+    assert "registers custom_hooks ['EMAHook'], which this config's custom_hooks list " \
+           'replaced' in log
+    assert "default_hooks = dict(wrs=dict(type='WRSHook'))" in log
