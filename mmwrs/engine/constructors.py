@@ -10,6 +10,7 @@ from mmwrs.core.controller import WRSController
 from mmwrs.core.penalties import check_hparams
 from mmwrs.core.validation import compile_patterns
 
+from .base_check import check_constructor_kept, runner_config_filename
 from .example_batch import example_loss_forward
 from .hooks.eps_l2_hook import describe, penalty_step_pre_hook, select_targets
 from .optim_wrappers import WRSWrapperMixin
@@ -80,8 +81,9 @@ class WRSOptimWrapperConstructor:
             raise ValueError(
                 f'{owner}: optim_wrapper.type={wrapper_type!r} has no WRS form; allowed: '
                 f'{sorted(WRS_WRAPPER_OF)}. For other wrappers use '
-                "custom_hooks=[dict(type='WRSHook')], which works with any wrapper.")
+                "default_hooks=dict(wrs=dict(type='WRSHook')), which works with any wrapper.")
         cfg['type'] = WRS_WRAPPER_OF[wrapper_type]
+        check_constructor_kept(runner_config_filename(), cfg, owner)
         self.inner = build_inner_constructor(owner, cfg, paramwise_cfg)
 
     def __call__(self, model: nn.Module) -> WRSWrapperMixin:
@@ -90,7 +92,8 @@ class WRSOptimWrapperConstructor:
             raise TypeError(
                 f'{type(self).__name__}: the inner constructor built '
                 f'{type(wrapper).__name__}, not one of {sorted(set(WRS_WRAPPER_OF.values()))}; '
-                "with that inner constructor use custom_hooks=[dict(type='WRSHook')] instead")
+                'with that inner constructor use '
+                "default_hooks=dict(wrs=dict(type='WRSHook')) instead")
         module = unwrap_model(model)
         logger = MMLogger.get_current_instance()
         with train_mode(module):
@@ -143,6 +146,7 @@ class EpsShiftedL2OptimWrapperConstructor:
         self.lam, self.eps = options.get('lam', 1e-4), options.get('eps', 1e-3)
         self.include, self.exclude = options.get('include'), options.get('exclude')
         check_hparams(self.lam, self.eps)
+        check_constructor_kept(runner_config_filename(), cfg, owner)
         compile_patterns(self.include, 'include')
         compile_patterns(self.exclude, 'exclude')
         self.inner = build_inner_constructor(owner, cfg, paramwise_cfg)

@@ -22,7 +22,9 @@ def _seg_forward(model) -> Callable[[], object]:
         else [model.decode_head]
     num_classes = min(head.num_classes for head in heads)
     generator = torch.Generator().manual_seed(0)
-    size = (EXAMPLE_SIZE, EXAMPLE_SIZE)
+    # Backbones with a fixed input size (BEiT, ViT: position tables sized by
+    # img_size) train at the crop the data preprocessor pads to: use it.
+    size = tuple(getattr(model.data_preprocessor, 'size', None) or (EXAMPLE_SIZE, EXAMPLE_SIZE))
     samples = []
     for _ in range(2):
         sample = SegDataSample(metainfo=dict(img_shape=size, ori_shape=size, pad_shape=size,
@@ -79,5 +81,5 @@ def example_loss_forward(model: torch.nn.Module, owner: str) -> Callable[[], obj
     raise TypeError(
         f'{owner}: cannot make an example batch for {type(model).__name__}: it is '
         'neither an mmdet detector nor an mmseg segmentor. Use '
-        "custom_hooks=[dict(type='WRSHook')] instead: the hook traces the first "
+        "default_hooks=dict(wrs=dict(type='WRSHook')) instead: the hook traces the first "
         'real training batch, for any model.')

@@ -101,13 +101,13 @@ def _mmdet_train_py():
 
 
 def test_mmdet_own_train_py_with_wrs_then_resume(site, make_cfg, tmp_path):
-    """custom_imports + custom_hooks in a user's config: the README's first example."""
+    """custom_imports + default_hooks in a user's config: the README's first example."""
     stock = make_cfg(DET_DEMO, iters=2)  # the demo detector, shrunk; no mmwrs in it
     stock.dump(str(tmp_path / 'stock_tiny.py'))
     (tmp_path / 'my_faster_rcnn_wrs.py').write_text(
         "_base_ = ['./stock_tiny.py']\n"
         "custom_imports = dict(imports=['mmwrs'], allow_failed_imports=False)\n"
-        "custom_hooks = [dict(type='WRSHook')]\n")
+        "default_hooks = dict(wrs=dict(type='WRSHook'))\n")
     work_dir = tmp_path / 'work_dir'
     command = [sys.executable, _mmdet_train_py(), 'my_faster_rcnn_wrs.py',
                '--work-dir', str(work_dir)]

@@ -7,6 +7,7 @@ from mmengine.registry import HOOKS
 from mmwrs.core import WeightRescaler
 from mmwrs.core.controller import WRSController
 
+from ..base_check import dropped_hooks
 from ..runner_utils import (discovery_forward, is_training_run, optim_wrappers_of, optimizers_of,
                             split_off_in_runner_, train_mode, unwrap_model)
 
@@ -66,6 +67,16 @@ class WRSHook(Hook):
                 f'{type(self).__name__}: the optimizer wrapper already applies WRS '
                 "(optim_wrapper.constructor='WRSOptimWrapperConstructor'); use the "
                 'hook or the constructor, not both')
+        dropped = dropped_hooks(runner.cfg)
+        if dropped:
+            # A list in the config replaces the base's: this is the one place
+            # where the loss is still visible (the composed config lost them).
+            runner.logger.warning(
+                f'{type(self).__name__}: the base config of {runner.cfg.filename} registers '
+                f'custom_hooks {dropped}, which this config\'s custom_hooks list replaced, '
+                "so they do not run. Keep them: write default_hooks = dict(wrs=dict("
+                "type='WRSHook')) instead of custom_hooks (default_hooks is a dict and "
+                'merges with the base).')
         model = unwrap_model(runner.model)
         with train_mode(model):
             found = self.controller.discover(model, discovery_forward(runner),
