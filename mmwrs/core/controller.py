@@ -9,8 +9,11 @@ what they do is written once here:
 2. the adapter gives those weights param groups with :attr:`group_overrides`;
 3. :meth:`WRSController.start` brings them to their targets (or restores a
    resumed run's state) and hangs the rescale on the optimizers' own step, so
-   gradient-accumulation micro-steps and AMP steps the grad scaler skipped,
-   which never reach ``optimizer.step``, never rescale;
+   gradient-accumulation micro-steps and AMP steps the grad scaler skipped
+   (which never reach ``optimizer.step``, or reach a fused one with
+   ``found_inf`` set) never rescale; each optimizer rescales its own weights;
+   :meth:`WRSController.check_` runs the deferred checks before every
+   checkpoint and at the end of training;
 4. :meth:`state_dict` / :meth:`load_state_dict` carry it across a resume.
 """
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
@@ -89,9 +92,21 @@ class WRSController:
         self.on_empty = on_empty
         self.check_interval = check_check_interval(f'{owner}: check_interval', check_interval)
         self.rescaler: Optional[WeightRescaler] = None
-        self.num_updates = 0
+        # Updates of each optimizer that owns controlled weights, in start() order.
+        self.optimizer_updates: List[int] = [0]
+        # Where the adapter learns the path of the last checkpoint written (named
+        # when a check finds a diverged weight: every save runs the check first,
+        # so that checkpoint is a healthy one).
+        self.checkpoint_source: Callable[[], Optional[str]] = lambda: None
         self._resumed_state: Optional[Dict[str, Any]] = None
         self._step_hooks: List[Any] = []
+        self._slots: Dict[int, int] = {}
+        self._parts: List[WeightRescaler] = []
+
+    @property
+    def num_updates(self) -> int:
+        """Real updates of all optimizers that own controlled weights."""
+        return sum(self.optimizer_updates)
 
     @property
     def group_overrides(self) -> Dict[str, Any]:
@@ -174,26 +189,95 @@ class WRSController:
         """Bring the weights to target (or restore a resumed state); then rescale
         after every ``interval``-th step of ``optimizers``.
 
-        Call after weight initialization and after a resumed state was loaded.
+        Each optimizer's step rescales only the controlled weights in its own
+        param groups, counted by its own update counter. Call after weight
+        initialization and after a resumed state was loaded.
         """
         if not self.params:
             return
+        self.stop()
+        owners = [(optimizer, self._entries_of(optimizer)) for optimizer in optimizers]
+        owners = [(optimizer, entries) for optimizer, entries in owners if entries]
+        self._parts = [self.rescaler if len(entries) == len(self.rescaler.entries)
+                       else self.rescaler.subset(entries) for _, entries in owners]
+        self._slots = {id(optimizer): i for i, (optimizer, _) in enumerate(owners)}
+        self.optimizer_updates = [0] * max(len(owners), 1)
         if self._resumed_state is not None:
             # The saved run rescaled after its last update: weights are on target.
             self.rescaler.load_state_dict(self._resumed_state['rescaler'])
-            self.num_updates = self._resumed_state['num_updates']
+            self._restore_counts(self._resumed_state)
             self._resumed_state = None
         else:
             self.rescaler.capture_targets_()
-            self.rescaler.rescale_()
-        self.stop()
+            self._guarded(self.rescaler.rescale_)
         self._step_hooks = [optimizer.register_step_post_hook(self._after_step)
-                            for optimizer in optimizers]
+                            for optimizer, _ in owners]
+
+    def _entries_of(self, optimizer: torch.optim.Optimizer) -> list:
+        ids = {id(p) for group in optimizer.param_groups for p in group['params']}
+        return [entry for entry in self.rescaler.entries if id(entry.param) in ids]
+
+    def _restore_counts(self, state: Dict[str, Any]) -> None:
+        counts = state.get('optimizer_updates')
+        if counts is not None and len(counts) == len(self.optimizer_updates):
+            self.optimizer_updates = list(counts)
+        else:
+            # A checkpoint of one shared counter (before per-optimizer counts),
+            # bumped by every optimizer's step.
+            share = state['num_updates'] // len(self.optimizer_updates)
+            self.optimizer_updates = [share] * len(self.optimizer_updates)
 
     def _after_step(self, optimizer, args, kwargs) -> None:
-        self.num_updates += 1
-        if self.num_updates % self.interval == 0:
-            self.rescaler.rescale_()
+        if self._skipped_by_scaler(optimizer, kwargs):
+            return
+        slot = self._slots.get(id(optimizer), 0)
+        self.optimizer_updates[slot] += 1
+        if self.optimizer_updates[slot] % self.interval == 0:
+            self._guarded((self._parts or [self.rescaler])[slot].rescale_)
+
+    @staticmethod
+    def _skipped_by_scaler(optimizer, kwargs) -> bool:
+        """Whether a grad scaler called this fused optimizer's step to skip it.
+
+        ``GradScaler`` steps fused optimizers even on inf/NaN gradients and
+        hands them ``found_inf`` (an attribute during the step, or a keyword in
+        older torch); the step then changes nothing. One host read per step,
+        only under AMP with a fused optimizer.
+        """
+        found_inf = kwargs.get('found_inf', getattr(optimizer, 'found_inf', None))
+        return isinstance(found_inf, torch.Tensor) and bool(found_inf.item() != 0)
+
+    def check_(self) -> None:
+        """Run the deferred checks now (before a checkpoint, at the end of training).
+
+        Raises:
+            FloatingPointError: A controlled weight held inf/NaN since the last
+                check; the message names the last checkpoint written before.
+            RuntimeError: A controlled parameter object was replaced in the model.
+        """
+        for part in self._rescalers():
+            self._guarded(part.check_)
+
+    def set_targets_(self, value) -> None:
+        """Set the targets in place in every rescaler (see
+        :meth:`~mmwrs.core.WeightRescaler.set_targets_`)."""
+        for part in self._rescalers():
+            part.set_targets_(value)
+
+    def _rescalers(self) -> List[WeightRescaler]:
+        if self.rescaler is None:
+            return []
+        return [self.rescaler] + [p for p in self._parts if p is not self.rescaler]
+
+    def _guarded(self, call: Callable[[], None]) -> None:
+        try:
+            call()
+        except FloatingPointError as exc:
+            path = self.checkpoint_source()
+            where = (f' The last checkpoint written before it is {path} (each save '
+                     'runs this check first).' if path else
+                     ' This run wrote no checkpoint before it.')
+            raise FloatingPointError(str(exc) + where) from None
 
     def stop(self) -> None:
         for handle in self._step_hooks:
@@ -209,7 +293,8 @@ class WRSController:
     def state_dict(self) -> Dict[str, Any]:
         if not self.params:
             return {}
-        return dict(rescaler=self.rescaler.state_dict(), num_updates=self.num_updates)
+        return dict(rescaler=self.rescaler.state_dict(), num_updates=self.num_updates,
+                    optimizer_updates=list(self.optimizer_updates))
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Continue a saved run at the next :meth:`start`."""

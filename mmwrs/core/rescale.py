@@ -142,6 +142,9 @@ class WeightRescaler:
         self._units: List[int] = []
         self._warned_zero: set = set()
         self._warned_clamp: set = set()
+        # (entry, module, attribute) of each weight and bias, once bind_model ran.
+        self._owners: List[Tuple[RescaleEntry, torch.Tensor, nn.Module, str]] = []
+        self._model: Optional[nn.Module] = None
         for weight in weights:
             self.entries.append(RescaleEntry(
                 name=weight.name, param=weight.param, out_dim=weight.out_dim,
@@ -174,7 +177,89 @@ class WeightRescaler:
             exclude=exclude, extra_norm_types=extra_norm_types)
         rescaler = cls(result.invariant, target_norm, rescale_running_stats, check_interval)
         rescaler.discovery = result
+        rescaler.bind_model(model)
         return rescaler
+
+    def bind_model(self, model: nn.Module) -> None:
+        """Remember where in ``model`` each controlled parameter lives.
+
+        Every check then verifies that the model still holds the very
+        parameter objects the entries rescale: ``load_state_dict(assign=True)``,
+        FSDP flattening or a master-weight copy replaces them, and rescaling the
+        orphaned tensors would do nothing to the model.
+        """
+        self._model = model
+        self._owners = []
+        for entry in self.entries:
+            self._bind_entry(entry)
+
+    def _bind_entry(self, entry: RescaleEntry) -> None:
+        names = {id(p): n for n, p in self._model.named_parameters()}
+        for tensor in (entry.param, entry.bias):
+            if tensor is None:
+                continue
+            if id(tensor) not in names:
+                raise ValueError(f'WRS: {entry.name} is not a parameter of '
+                                 f'{type(self._model).__name__}')
+            module_name, _, attr = names[id(tensor)].rpartition('.')
+            self._owners.append((entry, tensor, self._model.get_submodule(module_name), attr))
+
+    def verify_params_(self) -> None:
+        """Raise if the bound model no longer holds a controlled parameter object.
+
+        Raises:
+            RuntimeError: Naming the first replaced parameter.
+        """
+        for entry, tensor, module, attr in self._owners:
+            if module._parameters.get(attr) is not tensor:
+                raise RuntimeError(
+                    f'WRS: the model\'s parameter {entry.name}'
+                    f'{"" if tensor is entry.param else " (its bias)"} is no longer the '
+                    'tensor WRS rescales: it was replaced (load_state_dict(assign=True), '
+                    'FSDP, DeepSpeed or apex O2 master weights), so the rescale would not '
+                    'reach the model. Build WRS after the parameters are final; FSDP, '
+                    'DeepSpeed and apex O2 are not supported.')
+
+    def subset(self, entries: Sequence[RescaleEntry]) -> 'WeightRescaler':
+        """A rescaler of some of these entries (shared objects: same targets).
+
+        Used when several optimizers each own part of the weights: each
+        optimizer's step rescales only its own.
+        """
+        part = type(self)((), self.target_norm, self.rescale_running_stats, self.check_interval)
+        part.entries = list(entries)
+        chosen = {id(e) for e in part.entries}
+        part._model = self._model
+        part._owners = [o for o in self._owners if id(o[0]) in chosen]
+        part._warned_zero, part._warned_clamp = self._warned_zero, self._warned_clamp
+        return part
+
+    @torch.no_grad()
+    def set_targets_(self, value: Union[float, Dict[str, Any]]) -> None:
+        """Set targets in place: a CUDA graph captured on them stays valid.
+
+        Args:
+            value: One norm for every unit, or ``{name: norm or per-unit tensor}``
+                for some entries.
+        """
+        for entry in self.entries:
+            new = value.get(entry.name) if isinstance(value, dict) else value
+            if new is None:
+                continue
+            if isinstance(new, torch.Tensor) and new.numel() not in (1, entry.num_units):
+                raise ValueError(f'WRS: target for {entry.name} has {new.numel()} values, '
+                                 f'the weight has {entry.num_units} unit(s) (or give one)')
+            if not isinstance(new, torch.Tensor):
+                validate_target(float(new), f'target of {entry.name}')
+            if isinstance(entry.target, torch.Tensor):
+                entry.target.copy_(torch.as_tensor(new).expand_as(entry.target))
+            else:
+                entry.target = (float(new) if not isinstance(new, torch.Tensor)
+                                else new.detach().clone().expand(entry.num_units).clone())
+        if self._targets_cache is not None:
+            self._targets_cache.copy_(torch.cat([
+                self._target_tensor(e, self._targets_cache.new_empty(e.num_units))
+                for e in self.entries]))
 
     def add(self, name: str, param: nn.Parameter, target_norm: Union[float, str],
             granularity: str = 'layer', out_dim: int = 0) -> RescaleEntry:
@@ -192,6 +277,8 @@ class WeightRescaler:
         entry = RescaleEntry(name, param, out_dim, granularity, units,
                              validate_target(target_norm))
         self.entries.append(entry)
+        if self._model is not None:
+            self._bind_entry(entry)
         self._targets_cache = None
         return entry
 
@@ -247,6 +334,7 @@ class WeightRescaler:
         device = self.entries[0].param.device
         interval = self._check_interval_for(device)
         if interval == 1:
+            self.verify_params_()
             self._rescale_body(deferred=False)
             return
         if device.type == 'cuda' and self.use_cuda_graph:
@@ -361,6 +449,7 @@ class WeightRescaler:
             FloatingPointError: If a controlled weight held inf or NaN.
         """
         self._unchecked = 0
+        self.verify_params_()
         if not self._dirty:
             return
         self._dirty = False
