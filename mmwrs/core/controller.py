@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .discovery import GRANULARITIES
+from .optimizer_steps import OptimizerSteps
 from .report import format_report
 from .rescale import WeightRescaler, validate_target
 from .validation import check_check_interval, check_choice, check_positive_int, compile_patterns
@@ -92,16 +93,12 @@ class WRSController:
         self.on_empty = on_empty
         self.check_interval = check_check_interval(f'{owner}: check_interval', check_interval)
         self.rescaler: Optional[WeightRescaler] = None
-        # Updates of each optimizer that owns controlled weights, in start() order.
-        self.optimizer_updates: List[int] = [0]
         # Where the adapter learns the path of the last checkpoint written (named
         # when a check finds a diverged weight: every save runs the check first,
         # so that checkpoint is a healthy one).
         self.checkpoint_source: Callable[[], Optional[str]] = lambda: None
         self._resumed_state: Optional[Dict[str, Any]] = None
-        self._step_hooks: List[Any] = []
-        self._slots: Dict[int, int] = {}
-        self._parts: List[WeightRescaler] = []
+        self._steps: Optional[OptimizerSteps] = None
 
     @property
     def num_updates(self) -> int:
@@ -190,62 +187,33 @@ class WRSController:
         after every ``interval``-th step of ``optimizers``.
 
         Each optimizer's step rescales only the controlled weights in its own
-        param groups, counted by its own update counter. Call after weight
+        param groups, counted by its own update counter (see
+        :class:`~mmwrs.core.optimizer_steps.OptimizerSteps`). Call after weight
         initialization and after a resumed state was loaded.
         """
         if not self.params:
             return
         self.stop()
-        owners = [(optimizer, self._entries_of(optimizer)) for optimizer in optimizers]
-        owners = [(optimizer, entries) for optimizer, entries in owners if entries]
-        self._parts = [self.rescaler if len(entries) == len(self.rescaler.entries)
-                       else self.rescaler.subset(entries) for _, entries in owners]
-        self._slots = {id(optimizer): i for i, (optimizer, _) in enumerate(owners)}
-        self.optimizer_updates = [0] * max(len(owners), 1)
+        steps = OptimizerSteps(self.rescaler, optimizers, self.interval, self._guarded)
         if self._resumed_state is not None:
             # The saved run rescaled after its last update: weights are on target.
             self.rescaler.load_state_dict(self._resumed_state['rescaler'])
-            self._restore_counts(self._resumed_state)
+            steps.restore_counts(self._resumed_state)
             self._resumed_state = None
         else:
             self.rescaler.capture_targets_()
             self._guarded(self.rescaler.rescale_)
-        self._step_hooks = [optimizer.register_step_post_hook(self._after_step)
-                            for optimizer, _ in owners]
+        self._steps = steps
+        steps.attach()
 
-    def _entries_of(self, optimizer: torch.optim.Optimizer) -> list:
-        ids = {id(p) for group in optimizer.param_groups for p in group['params']}
-        return [entry for entry in self.rescaler.entries if id(entry.param) in ids]
-
-    def _restore_counts(self, state: Dict[str, Any]) -> None:
-        counts = state.get('optimizer_updates')
-        if counts is not None and len(counts) == len(self.optimizer_updates):
-            self.optimizer_updates = list(counts)
-        else:
-            # A checkpoint of one shared counter (before per-optimizer counts),
-            # bumped by every optimizer's step.
-            share = state['num_updates'] // len(self.optimizer_updates)
-            self.optimizer_updates = [share] * len(self.optimizer_updates)
+    @property
+    def optimizer_updates(self) -> List[int]:
+        """Real updates of each optimizer that owns controlled weights."""
+        return self._steps.counts if self._steps is not None else [0]
 
     def _after_step(self, optimizer, args, kwargs) -> None:
-        if self._skipped_by_scaler(optimizer, kwargs):
-            return
-        slot = self._slots.get(id(optimizer), 0)
-        self.optimizer_updates[slot] += 1
-        if self.optimizer_updates[slot] % self.interval == 0:
-            self._guarded((self._parts or [self.rescaler])[slot].rescale_)
-
-    @staticmethod
-    def _skipped_by_scaler(optimizer, kwargs) -> bool:
-        """Whether a grad scaler called this fused optimizer's step to skip it.
-
-        ``GradScaler`` steps fused optimizers even on inf/NaN gradients and
-        hands them ``found_inf`` (an attribute during the step, or a keyword in
-        older torch); the step then changes nothing. One host read per step,
-        only under AMP with a fused optimizer.
-        """
-        found_inf = kwargs.get('found_inf', getattr(optimizer, 'found_inf', None))
-        return isinstance(found_inf, torch.Tensor) and bool(found_inf.item() != 0)
+        if self._steps is not None:
+            self._steps.after_step(optimizer, args, kwargs)
 
     def check_(self) -> None:
         """Run the deferred checks now (before a checkpoint, at the end of training).
@@ -267,7 +235,8 @@ class WRSController:
     def _rescalers(self) -> List[WeightRescaler]:
         if self.rescaler is None:
             return []
-        return [self.rescaler] + [p for p in self._parts if p is not self.rescaler]
+        parts = self._steps.parts if self._steps is not None else []
+        return [self.rescaler] + [p for p in parts if p is not self.rescaler]
 
     def _guarded(self, call: Callable[[], None]) -> None:
         try:
@@ -280,9 +249,8 @@ class WRSController:
             raise FloatingPointError(str(exc) + where) from None
 
     def stop(self) -> None:
-        for handle in self._step_hooks:
-            handle.remove()
-        self._step_hooks = []
+        if self._steps is not None:
+            self._steps.remove()
 
     def report(self, model: nn.Module) -> str:
         """The start-up table of controlled and excluded weights."""

@@ -20,7 +20,8 @@ from .discovery import GRANULARITIES, DiscoveryResult, InvariantWeight, discover
 from .graphed_call import GraphedCall
 from .rescale_entry import (TARGET_POLICIES, RescaleEntry, find_owners, validate_target,
                             verify_owners)
-from .rescale_pass import load_targets_, report_flags, rescale_pass, targets_state
+from .rescale_pass import report_flags, rescale_pass
+from .rescale_targets import TargetsMixin
 from .validation import check_check_interval, check_choice
 
 ZERO_NORM = rm.ZERO_NORM
@@ -31,7 +32,7 @@ __all__ = ['DEFERRED_CHECK_INTERVAL', 'TARGET_POLICIES', 'ZERO_NORM', 'RescaleEn
            'WeightRescaler', 'validate_target']
 
 
-class WeightRescaler:
+class WeightRescaler(TargetsMixin):
     """Holds scale-invariant weights at a target norm.
 
     Build it from a model with :meth:`from_model` (which traces one forward pass
@@ -195,41 +196,10 @@ class WeightRescaler:
     def __len__(self) -> int:
         return len(self.entries)
 
-    @torch.no_grad()
-    def capture_targets_(self) -> None:
-        """Set every ``'init'`` target to the unit norms the weights have now."""
-        for entry in self.entries:
-            if isinstance(entry.target, str):
-                norms = entry.unit_norms()
-                DeferredChecks.check_finite(entry, norms)
-                entry.target = norms.clone()
-        self._targets_cache = None
-
-    @torch.no_grad()
-    def set_targets_(self, value: Union[float, Dict[str, Any]]) -> None:
-        """Set targets in place, so that a captured CUDA graph stays valid.
-
-        Args:
-            value: One norm for every unit, or ``{name: norm or per-unit
-                tensor}`` for some entries.
-        """
-        for entry in self.entries:
-            new = value.get(entry.name) if isinstance(value, dict) else value
-            if new is not None:
-                entry.set_target_(new)
-        if self._targets_cache is not None:
-            cache = self._targets_cache
-            cache.copy_(torch.cat([e.target_tensor(cache.new_empty(e.num_units))
-                                   for e in self.entries]))
-
     def unit_norms(self) -> Dict[str, torch.Tensor]:
         """Current norm of every unit, by parameter name."""
         with torch.no_grad():
             return {e.name: e.unit_norms() for e in self.entries}
-
-    def targets(self) -> Dict[str, torch.Tensor]:
-        """Target of every unit, by parameter name."""
-        return {e.name: e.target_tensor(e.param.new_empty(e.num_units)) for e in self.entries}
 
     @torch.no_grad()
     def rescale_(self) -> None:
@@ -297,25 +267,3 @@ class WeightRescaler:
         self.verify_params_()
         report_flags(self.checks.collect(), self.entries, self._units, self._stat_owners,
                      self.checks)
-
-    def _flat_targets(self, like: torch.Tensor) -> torch.Tensor:
-        """All targets in one tensor, cached until a target changes."""
-        if self._targets_cache is None or self._targets_cache.device != like.device \
-                or self._targets_cache.dtype != like.dtype:
-            self._units = [entry.num_units for entry in self.entries]
-            self._targets_cache = torch.cat([entry.target_tensor(like.new_empty(entry.num_units))
-                                             for entry in self.entries])
-        return self._targets_cache
-
-    def state_dict(self) -> Dict[str, Any]:
-        """Targets by parameter name (captured ``'init'`` targets survive resume)."""
-        return targets_state(self.entries)
-
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
-        """Restore targets saved by :meth:`state_dict`.
-
-        Raises:
-            KeyError: If ``state`` was saved for a different set of weights.
-        """
-        load_targets_(self.entries, state)
-        self._targets_cache = None

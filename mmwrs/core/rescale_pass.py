@@ -1,11 +1,11 @@
-"""One rescale pass over all controlled weights, its report, and its state.
+"""One rescale pass over all controlled weights and its report.
 
 :func:`rescale_pass` computes every unit's scale together and applies them with
 one multi-tensor op each for the weights and the running statistics; checked
 (``deferred=False``) it raises and warns right away, deferred it records flags
 for :func:`report_flags`, which raises and warns the same way later.
 """
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import torch
 from torch import nn
@@ -104,34 +104,3 @@ def report_flags(flags: Dict[str, torch.Tensor], entries: List[RescaleEntry],
             count = int(negative.sum())
             if count:
                 checks.warn_clamped(entry, norm, count)
-
-
-def targets_state(entries: List[RescaleEntry]) -> Dict[str, Any]:
-    """Targets by parameter name (captured ``'init'`` targets survive resume)."""
-    return {'targets': {e.name: (e.target.clone() if isinstance(e.target, torch.Tensor)
-                                 else e.target) for e in entries}}
-
-
-def load_targets_(entries: List[RescaleEntry], state: Dict[str, Any]) -> None:
-    """Restore targets saved by :func:`targets_state`.
-
-    Raises:
-        KeyError: If ``state`` was saved for a different set of weights.
-    """
-    targets = state.get('targets', {})
-    names = {e.name for e in entries}
-    if set(targets) != names:
-        missing, extra = sorted(names - set(targets)), sorted(set(targets) - names)
-        raise KeyError(
-            'WRS state does not match the controlled weights: '
-            f'missing {missing[:5]}{"..." if len(missing) > 5 else ""}, '
-            f'unexpected {extra[:5]}{"..." if len(extra) > 5 else ""}. '
-            'Was the checkpoint saved from another model or WRS setting?')
-    for entry in entries:
-        target = targets[entry.name]
-        if isinstance(target, torch.Tensor):
-            if target.numel() != entry.num_units:
-                raise KeyError(f'WRS state for {entry.name} has {target.numel()} '
-                               f'units, the weight has {entry.num_units}')
-            target = target.to(entry.param.device)
-        entry.target = target
