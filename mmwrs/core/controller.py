@@ -93,10 +93,9 @@ class WRSController:
         self.on_empty = on_empty
         self.check_interval = check_check_interval(f'{owner}: check_interval', check_interval)
         self.rescaler: Optional[WeightRescaler] = None
-        # Where the adapter learns the path of the last checkpoint written (named
-        # when a check finds a diverged weight: every save runs the check first,
-        # so that checkpoint is a healthy one).
-        self.checkpoint_source: Callable[[], Optional[str]] = lambda: None
+        # The last checkpoint written (named when a check finds a diverged
+        # weight: every save runs the check first, so it is a healthy one).
+        self.last_checkpoint: Optional[str] = None
         self._resumed_state: Optional[Dict[str, Any]] = None
         self._steps: Optional[OptimizerSteps] = None
 
@@ -226,6 +225,16 @@ class WRSController:
         for part in self._rescalers():
             self._guarded(part.check_)
 
+    def check_before_save_(self, path: Optional[str]) -> None:
+        """Check, then remember ``path`` as the checkpoint now being written.
+
+        Raises:
+            FloatingPointError: As :meth:`check_`; nothing should be saved.
+        """
+        self.check_()
+        if path:
+            self.last_checkpoint = path
+
     def set_targets_(self, value) -> None:
         """Set the targets in place in every rescaler (see
         :meth:`~mmwrs.core.WeightRescaler.set_targets_`)."""
@@ -242,7 +251,7 @@ class WRSController:
         try:
             call()
         except FloatingPointError as exc:
-            path = self.checkpoint_source()
+            path = self.last_checkpoint
             where = (f' The last checkpoint written before it is {path} (each save '
                      'runs this check first).' if path else
                      ' This run wrote no checkpoint before it.')

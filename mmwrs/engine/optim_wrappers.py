@@ -21,7 +21,8 @@ STATE_KEY = 'wrs'
 
 
 def _last_checkpoint():
-    """The path CheckpointHook published for the last checkpoint it wrote."""
+    """The path CheckpointHook published for the checkpoint it is writing
+    (it publishes before saving), or the one a resumed run came from."""
     return MessageHub.get_current_instance().get_info('last_ckpt')
 
 
@@ -45,7 +46,7 @@ class WRSWrapperMixin:
                 f"{type(self).__name__} was built without a WRS controller: set "
                 "optim_wrapper.constructor='WRSOptimWrapperConstructor' (it discovers "
                 'the scale-invariant weights and attaches them to the wrapper)')
-        self.wrs.checkpoint_source = _last_checkpoint
+        self.wrs.last_checkpoint = _last_checkpoint()
         self.wrs.start([self.optimizer])
         if self.report and self.wrs.params:
             MMLogger.get_current_instance().info(
@@ -59,8 +60,9 @@ class WRSWrapperMixin:
 
     def state_dict(self) -> dict:
         if self.wrs is not None and self.wrs.params:
-            # Check first: a diverged run must never write a healthy-looking checkpoint.
-            self.wrs.check_()
+            # Check first: a diverged run must never write a healthy-looking
+            # checkpoint (the Runner asks for this state only to save it).
+            self.wrs.check_before_save_(_last_checkpoint())
         state = super().state_dict()
         if self.wrs is not None and self.wrs.params:
             state[STATE_KEY] = self.wrs.state_dict()

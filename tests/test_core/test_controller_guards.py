@@ -25,13 +25,14 @@ def test_check_names_the_last_checkpoint_and_guards_saves():
     model, x = _branch(0), torch.randn(2, 3, 8, 8)
     controller = _controller(model, x, check_interval=50)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    controller.checkpoint_source = lambda: 'work_dirs/iter_10.pth'
     controller.start([optimizer])
+    controller.check_before_save_('work_dirs/iter_10.pth')  # healthy: written
     with torch.no_grad():
         model[0].weight[0, 0, 0, 0] = float('nan')
     optimizer.step()  # deferred: no error yet
     with pytest.raises(FloatingPointError, match=r'0\.weight.*iter_10\.pth'):
-        controller.check_()
+        controller.check_before_save_('work_dirs/iter_20.pth')
+    assert controller.last_checkpoint == 'work_dirs/iter_10.pth'
 
 
 def test_replaced_parameter_is_an_error_naming_it():

@@ -78,7 +78,8 @@ class WRSHook(Hook):
         """Bring the weights to their targets (weights are initialized now)."""
         if not self.controller.params:
             return
-        self.controller.checkpoint_source = lambda: runner.message_hub.get_info('last_ckpt')
+        # A resumed run's last checkpoint is the one it resumed from.
+        self.controller.last_checkpoint = runner.message_hub.get_info('last_ckpt')
         self.controller.start(optimizers_of(runner).values())
         if self.report:
             runner.logger.info('\n' + self.controller.report(unwrap_model(runner.model)))
@@ -92,8 +93,9 @@ class WRSHook(Hook):
             self.controller.stop()
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        # Check first: a diverged run must never write a healthy-looking checkpoint.
-        self.controller.check_()
+        # Check first: a diverged run must never write a healthy-looking
+        # checkpoint. CheckpointHook publishes the path before saving.
+        self.controller.check_before_save_(runner.message_hub.get_info('last_ckpt'))
         state = self.controller.state_dict()
         if state:
             checkpoint['wrs'] = state
