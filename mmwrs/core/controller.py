@@ -9,8 +9,11 @@ what they do is written once here:
 2. the adapter gives those weights param groups with :attr:`group_overrides`;
 3. :meth:`WRSController.start` brings them to their targets (or restores a
    resumed run's state) and hangs the rescale on the optimizers' own step, so
-   gradient-accumulation micro-steps and AMP steps the grad scaler skipped,
-   which never reach ``optimizer.step``, never rescale;
+   gradient-accumulation micro-steps and AMP steps the grad scaler skipped
+   (which never reach ``optimizer.step``, or reach a fused one with
+   ``found_inf`` set) never rescale; each optimizer rescales its own weights;
+   :meth:`WRSController.check_` runs the deferred checks before every
+   checkpoint and at the end of training;
 4. :meth:`state_dict` / :meth:`load_state_dict` carry it across a resume.
 """
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
@@ -19,6 +22,7 @@ import torch
 from torch import nn
 
 from .discovery import GRANULARITIES
+from .optimizer_steps import OptimizerSteps
 from .report import format_report
 from .rescale import WeightRescaler, validate_target
 from .validation import check_check_interval, check_choice, check_positive_int, compile_patterns
@@ -89,9 +93,16 @@ class WRSController:
         self.on_empty = on_empty
         self.check_interval = check_check_interval(f'{owner}: check_interval', check_interval)
         self.rescaler: Optional[WeightRescaler] = None
-        self.num_updates = 0
+        # The last checkpoint written (named when a check finds a diverged
+        # weight: every save runs the check first, so it is a healthy one).
+        self.last_checkpoint: Optional[str] = None
         self._resumed_state: Optional[Dict[str, Any]] = None
-        self._step_hooks: List[Any] = []
+        self._steps: Optional[OptimizerSteps] = None
+
+    @property
+    def num_updates(self) -> int:
+        """Real updates of all optimizers that own controlled weights."""
+        return sum(self.optimizer_updates)
 
     @property
     def group_overrides(self) -> Dict[str, Any]:
@@ -174,31 +185,81 @@ class WRSController:
         """Bring the weights to target (or restore a resumed state); then rescale
         after every ``interval``-th step of ``optimizers``.
 
-        Call after weight initialization and after a resumed state was loaded.
+        Each optimizer's step rescales only the controlled weights in its own
+        param groups, counted by its own update counter (see
+        :class:`~mmwrs.core.optimizer_steps.OptimizerSteps`). Call after weight
+        initialization and after a resumed state was loaded.
         """
         if not self.params:
             return
+        self.stop()
+        steps = OptimizerSteps(self.rescaler, optimizers, self.interval, self._guarded)
         if self._resumed_state is not None:
             # The saved run rescaled after its last update: weights are on target.
             self.rescaler.load_state_dict(self._resumed_state['rescaler'])
-            self.num_updates = self._resumed_state['num_updates']
+            steps.restore_counts(self._resumed_state)
             self._resumed_state = None
         else:
             self.rescaler.capture_targets_()
-            self.rescaler.rescale_()
-        self.stop()
-        self._step_hooks = [optimizer.register_step_post_hook(self._after_step)
-                            for optimizer in optimizers]
+            self._guarded(self.rescaler.rescale_)
+        self._steps = steps
+        steps.attach()
+
+    @property
+    def optimizer_updates(self) -> List[int]:
+        """Real updates of each optimizer that owns controlled weights."""
+        return self._steps.counts if self._steps is not None else [0]
 
     def _after_step(self, optimizer, args, kwargs) -> None:
-        self.num_updates += 1
-        if self.num_updates % self.interval == 0:
-            self.rescaler.rescale_()
+        if self._steps is not None:
+            self._steps.after_step(optimizer, args, kwargs)
+
+    def check_(self) -> None:
+        """Run the deferred checks now (before a checkpoint, at the end of training).
+
+        Raises:
+            FloatingPointError: A controlled weight held inf/NaN since the last
+                check; the message names the last checkpoint written before.
+            RuntimeError: A controlled parameter object was replaced in the model.
+        """
+        for part in self._rescalers():
+            self._guarded(part.check_)
+
+    def check_before_save_(self, path: Optional[str]) -> None:
+        """Check, then remember ``path`` as the checkpoint now being written.
+
+        Raises:
+            FloatingPointError: As :meth:`check_`; nothing should be saved.
+        """
+        self.check_()
+        if path:
+            self.last_checkpoint = path
+
+    def set_targets_(self, value) -> None:
+        """Set the targets in place in every rescaler (see
+        :meth:`~mmwrs.core.WeightRescaler.set_targets_`)."""
+        for part in self._rescalers():
+            part.set_targets_(value)
+
+    def _rescalers(self) -> List[WeightRescaler]:
+        if self.rescaler is None:
+            return []
+        parts = self._steps.parts if self._steps is not None else []
+        return [self.rescaler] + [p for p in parts if p is not self.rescaler]
+
+    def _guarded(self, call: Callable[[], None]) -> None:
+        try:
+            call()
+        except FloatingPointError as exc:
+            path = self.last_checkpoint
+            where = (f' The last checkpoint written before it is {path} (each save '
+                     'runs this check first).' if path else
+                     ' This run wrote no checkpoint before it.')
+            raise FloatingPointError(str(exc) + where) from None
 
     def stop(self) -> None:
-        for handle in self._step_hooks:
-            handle.remove()
-        self._step_hooks = []
+        if self._steps is not None:
+            self._steps.remove()
 
     def report(self, model: nn.Module) -> str:
         """The start-up table of controlled and excluded weights."""
@@ -209,7 +270,8 @@ class WRSController:
     def state_dict(self) -> Dict[str, Any]:
         if not self.params:
             return {}
-        return dict(rescaler=self.rescaler.state_dict(), num_updates=self.num_updates)
+        return dict(rescaler=self.rescaler.state_dict(), num_updates=self.num_updates,
+                    optimizer_updates=list(self.optimizer_updates))
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Continue a saved run at the next :meth:`start`."""

@@ -8,7 +8,7 @@ the way ``AmpOptimWrapper`` keeps its loss scaler.
 """
 from typing import Optional
 
-from mmengine.logging import MMLogger
+from mmengine.logging import MessageHub, MMLogger
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS
 from torch import nn
@@ -18,6 +18,12 @@ from mmwrs.core.controller import WRSController
 from .runner_utils import unwrap_model
 
 STATE_KEY = 'wrs'
+
+
+def _last_checkpoint():
+    """The path CheckpointHook published for the checkpoint it is writing
+    (it publishes before saving), or the one a resumed run came from."""
+    return MessageHub.get_current_instance().get_info('last_ckpt')
 
 
 class WRSWrapperMixin:
@@ -40,12 +46,23 @@ class WRSWrapperMixin:
                 f"{type(self).__name__} was built without a WRS controller: set "
                 "optim_wrapper.constructor='WRSOptimWrapperConstructor' (it discovers "
                 'the scale-invariant weights and attaches them to the wrapper)')
+        self.wrs.last_checkpoint = _last_checkpoint()
         self.wrs.start([self.optimizer])
         if self.report and self.wrs.params:
             MMLogger.get_current_instance().info(
                 '\n' + self.wrs.report(unwrap_model(model)))
 
+    def step(self, **kwargs) -> None:
+        super().step(**kwargs)
+        # The wrapper sees no end-of-training event: its last update is one.
+        if self.wrs is not None and 0 < self._max_counts <= self._inner_count:
+            self.wrs.check_()
+
     def state_dict(self) -> dict:
+        if self.wrs is not None and self.wrs.params:
+            # Check first: a diverged run must never write a healthy-looking
+            # checkpoint (the Runner asks for this state only to save it).
+            self.wrs.check_before_save_(_last_checkpoint())
         state = super().state_dict()
         if self.wrs is not None and self.wrs.params:
             state[STATE_KEY] = self.wrs.state_dict()

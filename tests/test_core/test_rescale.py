@@ -225,3 +225,62 @@ def test_cuda_graph_rescale_follows_in_place_updates():
     model[0].weight.data = model[0].weight.data * 3.0  # a new tensor
     rescaler.rescale_()
     assert torch.allclose(rescaler.unit_norms()['0.weight'], torch.ones(4, device='cuda'))
+
+
+def test_set_targets_writes_in_place():
+    """A target schedule updates the targets without reallocating what a
+    captured CUDA graph reads (the flat target cache keeps its storage)."""
+    x = torch.randn(2, 3, 6, 6)
+    model = _conv_bn_pair()
+    rescaler = _rescaler(model, x, check_interval=3)
+    rescaler.rescale_()
+    cache = rescaler._targets_cache
+    rescaler.set_targets_(2.0)
+    rescaler.set_targets_({'2.weight': torch.full((1,), 0.5)})
+    assert rescaler._targets_cache is cache
+    rescaler.rescale_()
+    norms = rescaler.unit_norms()
+    assert torch.allclose(norms['0.weight'], torch.full((4,), 2.0))
+    assert torch.allclose(norms['2.weight'], torch.full_like(norms['2.weight'], 0.5))
+    with pytest.raises(ValueError, match='has 3 values'):
+        rescaler.set_targets_({'0.weight': torch.ones(3)})
+
+
+def test_cuda_graph_can_be_switched_off():
+    rescaler = WeightRescaler([], use_cuda_graph=False)
+    assert not rescaler.use_cuda_graph and rescaler._graph is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_recapture_is_capped_then_eager_with_one_warning():
+    """A norm that rebinds running_var on every call would recapture forever."""
+    from mmwrs.core.graphed_call import MAX_CAPTURES
+    x = torch.randn(2, 3, 6, 6, device='cuda')
+    model = _conv_bn_pair().cuda()
+    rescaler = _rescaler(model, x, check_interval=100)
+    with pytest.warns(RuntimeWarning, match='reallocated') as record:
+        for _ in range(MAX_CAPTURES + 3):
+            model[1].running_var = model[1].running_var.clone()
+            rescaler.rescale_()
+    assert sum('CUDA graph' in str(w.message) for w in record) == 1
+    assert not rescaler.use_cuda_graph
+    for norms in rescaler.unit_norms().values():
+        assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason='needs two CUDA devices')
+def test_capture_is_pinned_to_the_weights_device():
+    """Weights on cuda:1 while cuda:0 is current (a DDP script without
+    set_device): the graph must rescale them, not replay an empty capture."""
+    x = torch.randn(2, 3, 6, 6, device='cuda:1')
+    model = _conv_bn_pair().to('cuda:1')
+    rescaler = _rescaler(model, x, check_interval=10)
+    with torch.cuda.device(0):
+        for _ in range(4):
+            with torch.no_grad():
+                for p in rescaler.params:
+                    p.mul_(2.0)
+            rescaler.rescale_()
+            for norms in rescaler.unit_norms().values():
+                assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5)
+    assert rescaler._graph is not None

@@ -137,3 +137,28 @@ def test_amp_skipped_step_leaves_weights_on_target(make_cfg):
             assert torch.allclose(values, torch.ones_like(values), atol=1e-5)
     finally:
         handle.remove()
+
+
+def test_diverged_run_writes_no_checkpoint_and_names_the_last_healthy_one(make_cfg, tmp_path):
+    """Deferred checks (check_interval=50) would let a NaN weight run on for 49
+    rescales; the save at iteration 4 runs the check first and refuses."""
+    from mmengine.hooks import Hook
+
+    class PoisonHook(Hook):
+        priority = 'LOWEST'
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            if batch_idx == 2:  # after iter_2.pth was written
+                with torch.no_grad():
+                    _hook(runner).rescaler.params[0].fill_(float('nan'))
+
+    cfg = make_cfg(SEG_DEMO, ['wrs'], iters=4, work_dir=tmp_path)
+    cfg.default_hooks.checkpoint.interval = 2
+    for hook in cfg.custom_hooks:
+        if hook['type'] == 'WRSHook':
+            hook['check_interval'] = 50
+    runner = _runner(cfg)
+    runner.register_hook(PoisonHook())
+    with pytest.raises(FloatingPointError, match=r'non-finite.*iter_2\.pth'):
+        runner.train()
+    assert (tmp_path / 'iter_2.pth').exists() and not (tmp_path / 'iter_4.pth').exists()

@@ -89,14 +89,24 @@ class WRSHook(Hook):
         """Bring the weights to their targets (weights are initialized now)."""
         if not self.controller.params:
             return
+        # A resumed run's last checkpoint is the one it resumed from.
+        self.controller.last_checkpoint = runner.message_hub.get_info('last_ckpt')
         self.controller.start(optimizers_of(runner).values())
         if self.report:
             runner.logger.info('\n' + self.controller.report(unwrap_model(runner.model)))
 
     def after_train(self, runner) -> None:
-        self.controller.stop()
+        # The last rescales' deferred checks: a run that diverged in its last
+        # few updates must not end as if it succeeded.
+        try:
+            self.controller.check_()
+        finally:
+            self.controller.stop()
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        # Check first: a diverged run must never write a healthy-looking
+        # checkpoint. CheckpointHook publishes the path before saving.
+        self.controller.check_before_save_(runner.message_hub.get_info('last_ckpt'))
         state = self.controller.state_dict()
         if state:
             checkpoint['wrs'] = state
