@@ -106,7 +106,7 @@ class Run:
     def report(self, done=False):
         """Print a progress line when the run advanced (or finished)."""
         iteration = self.max_iters if done else self.progress()
-        if iteration is None or iteration == self.iteration:
+        if not done and (iteration is None or iteration == self.iteration):
             return
         self.iteration = iteration
         elapsed = time.time() - self.start
@@ -231,8 +231,12 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     import torch
-    print(f'[demo] training on the CPU, {args.jobs} run(s) at a time, one thread each '
-          f'(torch {torch.__version__})', flush=True)
+    from mmengine.device import get_device
+    device = get_device()  # what mmengine's Runner in each training run will use
+    detail = f'{torch.cuda.get_device_name(0)}, CUDA {torch.version.cuda}' \
+        if device == 'cuda' else 'one thread per run'
+    print(f'[demo] training on {device} ({detail}; torch {torch.__version__}), '
+          f'{args.jobs} run(s) at a time', flush=True)
     if args.generate:
         from mmwrs.datasets import generate_shapes
         generate_shapes(args.data_root, **args.data_kwargs)
