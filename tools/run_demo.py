@@ -48,7 +48,9 @@ FULL = ['configs/demo/faster-rcnn_r18_fpn_shapes.py', 'configs/demo/fcn_r18-d8_s
 DATA = {'tiny': ('data/shapes64', dict(num_train=300, num_val=200, img_size=64)),
         'full': ('data/shapes', {})}
 MONITOR_INTERVAL = 50  # the configs' logger interval: every logged line has the norms
-PROGRESS = re.compile(r'Iter\(train\)\s*\[\s*(\d+)/(\d+)\]')
+# mmengine's log line of a training iteration, with its own time left (from the
+# measured iteration times, so the runs' start-up does not distort it).
+PROGRESS = re.compile(r'Iter\(train\)\s*\[\s*(\d+)/\d+\](?:.*?eta: ([\d:]+))?')
 EFF_LR = 'lr/‖w‖²'  # mechanism_table's name of the effective-LR ratio
 
 
@@ -98,22 +100,20 @@ class Run:
                                             stderr=subprocess.STDOUT, env=env, cwd=REPO)
 
     def progress(self):
-        """The latest ``Iter(train) [i/n]`` of the run's log, or None."""
+        """The latest ``Iter(train) [i/n]`` of the run's log and its eta, or None."""
         with open(self.log, errors='replace') as f:
             found = PROGRESS.findall(f.read())
-        return int(found[-1][0]) if found else None
+        return (int(found[-1][0]), found[-1][1]) if found else None
 
     def report(self, done=False):
         """Print a progress line when the run advanced (or finished)."""
-        iteration = self.max_iters if done else self.progress()
+        iteration, eta = (self.max_iters, '') if done else (self.progress() or (None, ''))
         if not done and (iteration is None or iteration == self.iteration):
             return
         self.iteration = iteration
-        elapsed = time.time() - self.start
-        left = (f'~{clock(elapsed * (self.max_iters - iteration) / iteration)} left'
-                if iteration and not done else 'done' if done else '')
+        left = 'done' if done else f'~{eta} left' if eta else ''
         print(f'[demo] {self.name}: iter {iteration}/{self.max_iters}, '
-              f'{clock(elapsed)} elapsed, {left}', flush=True)
+              f'{clock(time.time() - self.start)} elapsed, {left}', flush=True)
 
 
 def train_all(runs, jobs):
