@@ -208,8 +208,8 @@ def parse_args(argv=None):
     parser.add_argument('--iters', type=int, default=0,
                         help='train every run for this many updates instead (tests)')
     parser.add_argument('--work-dir-root', help='default: work_dirs/demo (or demo_full)')
-    parser.add_argument('--data-root', help='an existing shapes data set; default: the '
-                        "mode's, generated when missing")
+    parser.add_argument('--data-root', help="default: the mode's (data/shapes64, or "
+                        'data/shapes with --full); generated when it has no manifest.json')
     parser.add_argument('--figure', help='default: <work-dir-root>/demo.png')
     parser.add_argument('--cfg-options', nargs='+', default=[])
     args = parser.parse_args(argv)
@@ -237,11 +237,11 @@ def main(argv=None):
         if device == 'cuda' else 'one thread per run'
     print(f'[demo] training on {device} ({detail}; torch {torch.__version__}), '
           f'{args.jobs} run(s) at a time', flush=True)
-    if args.generate:
+    # A data set the generator wrote is used as it is when named (a test's
+    # smaller one); the mode's own is checked (and rewritten if its parameters differ).
+    if args.generate or not osp.isfile(osp.join(args.data_root, 'manifest.json')):
         from mmwrs.datasets import generate_shapes
         generate_shapes(args.data_root, **args.data_kwargs)
-    elif not osp.isdir(args.data_root):
-        raise SystemExit(f'[demo] --data-root {args.data_root}: no such directory')
     print(f'[demo] shapes data in {args.data_root}', flush=True)
     runs = [Run(c, r, s, args) for c in args.configs for s in range(args.seeds)
             for r in args.regularizers]
