@@ -1,7 +1,8 @@
 # The two commands of the README. Each builds (or reuses) the cached stack it needs
 # with tools/setup_env.sh: the first build of a stack takes 15-25 minutes, later
 # runs reuse it.
-#   make demo   trains the demo on the pinned stack (torch 2.13)
+#   make demo   trains the demo on the pinned stack (torch 2.13): tiny models, minutes
+#   (make demo-full: the 128-px demo configs, about 35 minutes on 2 cores)
 #   make test   flake8 + isort, the full suite on the pinned stack, then the classic
 #               subset on the classic stack (torch 2.1.2, mmengine 0.10.3)
 PYTHON := .venv/bin/python
@@ -13,7 +14,7 @@ PYTEST := -m pytest -q -p no:cacheprovider
 CLASSIC_TESTS := tests/test_core tests/test_optim tests/test_compat.py \
 	tests/test_compat_resume.py tests/test_install
 
-.PHONY: env env-classic demo lint test test-pinned test-classic
+.PHONY: env env-classic demo demo-full lint test test-pinned test-classic
 env:
 	bash tools/setup_env.sh pinned
 
@@ -22,6 +23,9 @@ env-classic:
 
 demo: env
 	$(PYTHON) tools/run_demo.py
+
+demo-full: env
+	$(PYTHON) tools/run_demo.py --full
 
 test: lint test-pinned test-classic
 

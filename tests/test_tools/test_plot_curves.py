@@ -108,3 +108,17 @@ def test_resumed_run_keeps_the_history_before_its_checkpoint(tmp_path):
         (vis / 'scalars.json').write_text(
             ''.join(json.dumps({'loss': value, 'step': s}) + '\n' for s in steps))
     assert load_work_dir(str(tmp_path)) == {'loss': [(1, 1.0), (2, 1.0), (3, 2.0), (4, 2.0)]}
+
+
+def test_plot_grid_one_figure(tmp_path):
+    """A row per group, a column per curve, in one PNG; an unknown curve is named."""
+    from plot_curves import plot_grid
+    run = {'mean/filter_norm': [(1, 1.2), (2, 1.1)], 'min/filter_norm': [(1, 0.5), (2, 0.4)],
+           'max/filter_norm': [(1, 2.0), (2, 1.9)], 'mean/eff_lr': [(1, 1e-3), (2, 2e-3)]}
+    wrs = {'mean/filter_norm': [(1, 1.0), (2, 1.0)], 'mean/eff_lr': [(1, 1e-3), (2, 1e-3)]}
+    path = plot_grid({'det': {'WD': run, 'WRS': wrs}, 'seg': {'WD': run}},
+                     ('filter_norm', 'eff_lr'), str(tmp_path / 'grid.png'))
+    with open(path, 'rb') as f:
+        assert f.read(8) == PNG_MAGIC
+    with pytest.raises(ValueError, match="'loss'.*filter_norm"):
+        plot_grid({'det': {'WD': run}}, ('loss',), str(tmp_path / 'bad.png'))

@@ -106,22 +106,22 @@ def test_two_process_gloo_training_keeps_ranks_identical(make_cfg, tmp_path):
                           atol=1e-5)
 
 
-def test_main_job_prints_wd_and_wrs_side_by_side(tmp_path):
-    """The README's main job (tools/run_demo.py), shrunk to two iterations."""
+def test_main_job_full_prints_wd_and_wrs_side_by_side(tmp_path):
+    """make demo-full (tools/run_demo.py --full), shrunk to two iterations."""
     data_root = tmp_path / 'shapes'
-    result = _run([sys.executable, 'tools/run_demo.py', '--configs', SEG_DEMO,
-                   '--data-root', str(data_root), '--work-dir-root', str(tmp_path / 'demo'),
-                   '--cfg-options', 'train_cfg.max_iters=2', 'train_cfg.val_interval=2',
-                   'train_dataloader.batch_size=2', 'val_dataloader.batch_size=2',
+    result = _run([sys.executable, 'tools/run_demo.py', '--full', '--configs', SEG_DEMO,
+                   '--iters', '2', '--data-root', str(data_root),
+                   '--work-dir-root', str(tmp_path / 'demo'),
+                   '--cfg-options', 'train_dataloader.batch_size=2', 'val_dataloader.batch_size=2',
                    'val_dataloader.dataset.indices=4'])
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [line.split() for line in result.stdout.splitlines()
-            if line.startswith('fcn_r18-d8_shapes.py')]
-    assert [row[1] for row in rows] == ['wd', 'wrs'], result.stdout[-2000:]
-    assert all(any(cell.startswith('mIoU=') for cell in row) for row in rows)
+            if line.startswith('fcn_r18-d8_shapes ')]
+    assert [row[1] for row in rows] == ['WD', 'WRS'], result.stdout[-2000:]
+    assert all('mIoU' in row for row in rows)
     wrs_row = ' '.join(rows[1])
     assert '1.000 [1.000, 1.000]' in wrs_row  # WRS: every controlled filter at norm 1
     assert (data_root / 'manifest.json').exists()
     # It trained on the data it generated, not on the default data/shapes.
-    log = next((tmp_path / 'demo' / 'fcn_r18-d8_shapes_wd').glob('*/*.log')).read_text()
+    log = next((tmp_path / 'demo' / 'fcn_r18-d8_shapes_wd_seed0').glob('*/*.log')).read_text()
     assert f"data_root='{data_root}/'" in log.replace(' ', '').replace('\n', '')

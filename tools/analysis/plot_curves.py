@@ -95,26 +95,33 @@ def _save(fig, path: str) -> str:
     return path
 
 
+def draw_curve(ax, runs: Dict[str, Dict[str, Series]], key: str,
+               band: Optional[Sequence[str]], log: bool) -> None:
+    """One line per run that logged ``key`` on ``ax``, with its min..max band."""
+    for label, scalars in runs.items():
+        if not scalars.get(key):
+            continue
+        steps, values = zip(*scalars[key])
+        if log:  # a 0 (e.g. the angle of a step that did not update) has no log
+            points = [(s, v) for s, v in zip(steps, values) if v > 0]
+            steps, values = zip(*points) if points else ((), ())
+        line, = ax.plot(steps, values, label=label)
+        if band and all(scalars.get(k) for k in band):
+            low, high = dict(scalars[band[0]]), dict(scalars[band[1]])
+            common = [s for s in steps if s in low and s in high]
+            ax.fill_between(common, [low[s] for s in common], [high[s] for s in common],
+                            color=line.get_color(), alpha=0.15, linewidth=0)
+
+
 def plot_runs(runs: Dict[str, Dict[str, Series]], out_dir: str) -> List[str]:
     """Write the PNGs; returns their paths (a quantity no run has is skipped)."""
     os.makedirs(out_dir, exist_ok=True)
     written = []
     for stem, title, ylabel, key, band, log in CURVES:
-        having = {label: s for label, s in runs.items() if s.get(key)}
-        if not having:
+        if not any(s.get(key) for s in runs.values()):
             continue
         fig, ax = _axes(title, ylabel, log)
-        for label, scalars in having.items():
-            steps, values = zip(*scalars[key])
-            if log:  # a 0 (e.g. the angle of a step that did not update) has no log
-                points = [(s, v) for s, v in zip(steps, values) if v > 0]
-                steps, values = zip(*points) if points else ((), ())
-            line, = ax.plot(steps, values, label=label)
-            if band and all(scalars.get(k) for k in band):
-                low, high = dict(scalars[band[0]]), dict(scalars[band[1]])
-                common = [s for s in steps if s in low and s in high]
-                ax.fill_between(common, [low[s] for s in common], [high[s] for s in common],
-                                color=line.get_color(), alpha=0.15, linewidth=0)
+        draw_curve(ax, runs, key, band, log)
         written.append(_save(fig, osp.join(out_dir, f'{stem}.png')))
     for metric in METRICS:
         having = {label: s for label, s in runs.items() if s.get(metric)}
@@ -127,6 +134,50 @@ def plot_runs(runs: Dict[str, Dict[str, Series]], out_dir: str) -> List[str]:
             ax.plot(steps, values, marker='o', label=label)
         written.append(_save(fig, osp.join(out_dir, f'metric_{metric.replace("/", "_")}.png')))
     return written
+
+
+def plot_grid(groups: Dict[str, Dict[str, Dict[str, Series]]], stems: Sequence[str],
+              path: str) -> str:
+    """One figure: a row per group of runs (e.g. per model), a column per curve.
+
+    Args:
+        groups: Row title -> runs by label (as :func:`load_runs` gives).
+        stems: File stems of :data:`CURVES` to draw, one column each
+            (e.g. ``('filter_norm', 'eff_lr')``).
+        path: The PNG to write.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        ValueError: A stem that is not one of :data:`CURVES`.
+    """
+    curves = {curve[0]: curve for curve in CURVES}
+    unknown = [s for s in stems if s not in curves]
+    if unknown:
+        raise ValueError(f'curves {unknown}: not among {", ".join(curves)}')
+    import matplotlib
+    matplotlib.use('Agg')  # files only, no display
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(len(groups), len(stems), squeeze=False,
+                             figsize=(5.5 * len(stems), 3.6 * len(groups)))
+    for row, (group, runs) in zip(axes, groups.items()):
+        for ax, stem in zip(row, stems):
+            _, title, ylabel, key, band, log = curves[stem]
+            ax.set_title(f'{group}: {ylabel}', fontsize='medium')
+            ax.set_xlabel('iteration')
+            ax.set_ylabel(ylabel)
+            if log:
+                ax.set_yscale('log')
+            ax.grid(True, alpha=0.3)
+            draw_curve(ax, runs, key, band, log)
+            if ax.lines:
+                ax.legend(fontsize='small')
+    fig.tight_layout()
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def plot_training(runs: Dict[str, Dict[str, Series]], train_keys: Sequence[str],
