@@ -86,6 +86,7 @@ def test_zoo_rows_on_stock_configs(tmp_path, name):
     assert not [k for k in row if k.endswith('_error')], row.get('trace')
     assert row['compose']['ok']
     assert row['controlled'] > 0 and row['sound'] and row['eval_ok'] and row['train_ok']
+    assert row['unsound_first_order'] == []
     assert row['missed'] == []
     assert row['oracle_invariant'] >= row['controlled']
     assert f'| {name} |' in md.read_text()
