@@ -72,7 +72,7 @@ def guard_resume() -> bool:
     import mmengine
     from mmengine.runner import Runner
 
-    from .compat import in_range
+    from .compat.versions import in_range
     if not in_range(mmengine.__version__, '0.10.0', '0.11.0'):
         return False
     if getattr(Runner.load_checkpoint, '_mmwrs_guard', False):
