@@ -10,6 +10,9 @@ from typing import Callable
 
 import torch
 
+from .discovery_pass import discovery_pass, min_image_size
+from .runner_utils import model_forward
+
 # Small enough to be cheap on CPU for R50-size models, large enough for every
 # stride of an FPN / dilated ResNet to keep a spatial extent of at least 2.
 EXAMPLE_SIZE = 128
@@ -36,22 +39,29 @@ def _seg_forward(model) -> Callable[[], object]:
 
     def forward():
         device = next(model.parameters()).device
-        return model(inputs.to(device), [s.to(device) for s in samples], mode='loss')
+        with discovery_pass(model):
+            return model(inputs.to(device), [s.to(device) for s in samples], mode='loss')
     return forward
+
+
+def _needs_masks(model) -> bool:
+    """Whether the detector's loss reads ground-truth masks: two-stage ones
+    with a mask head say so (``with_mask``); single-stage instance heads
+    (RTMDet-Ins, SOLO, CondInst) have a mask loss of their own."""
+    if getattr(model, 'with_mask', False):
+        return True
+    head = getattr(model, 'bbox_head', None) or getattr(model, 'mask_head', None)
+    return head is not None and any(hasattr(head, name) for name in ('loss_mask', 'loss_dice'))
 
 
 def _det_forward(model) -> Callable[[], object]:
     from mmdet.testing import demo_mm_inputs
-    batch = demo_mm_inputs(batch_size=2, image_shapes=(3, EXAMPLE_SIZE, EXAMPLE_SIZE),
-                           num_items=[3, 3], num_classes=2,
-                           with_mask=bool(getattr(model, 'with_mask', False)))
+    size = max(EXAMPLE_SIZE, min_image_size(model))
+    batch = demo_mm_inputs(batch_size=2, image_shapes=(3, size, size),
+                           num_items=[3, 3], num_classes=2, with_mask=_needs_masks(model))
     for sample in batch['data_samples']:
         sample.gt_instances.labels.zero_()  # class 0 exists in every detector
-
-    def forward():
-        data = model.data_preprocessor(batch, True)
-        return model(**data, mode='loss')
-    return forward
+    return model_forward(model, batch)
 
 
 def example_loss_forward(model: torch.nn.Module, owner: str) -> Callable[[], object]:

@@ -15,6 +15,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapperDict
 from mmengine.runner import BaseLoop
 
+from .discovery_pass import discovery_pass, min_image_size
 from .param_groups import split_off_params_
 
 
@@ -95,12 +96,14 @@ def sample_batch(dataloader) -> Any:
 
 def model_forward(model: torch.nn.Module, batch: Any, mode: str = 'loss') -> Callable[[], Any]:
     """A forward pass of an mmengine ``BaseModel`` in loss mode (or
-    ``mode='tensor'``: the inference forward, for data without annotations)."""
+    ``mode='tensor'``: the inference forward, for data without annotations),
+    run in a :func:`~mmwrs.engine.discovery_pass.discovery_pass`."""
     def forward():
-        data = model.data_preprocessor(batch, mode == 'loss')
-        if isinstance(data, dict):
-            return model(**data, mode=mode)
-        return model(*data, mode=mode)
+        with discovery_pass(model):
+            data = model.data_preprocessor(batch, mode == 'loss')
+            if isinstance(data, dict):
+                return model(**data, mode=mode)
+            return model(*data, mode=mode)
     return forward
 
 
@@ -123,6 +126,30 @@ def train_mode(model: torch.nn.Module, mode: bool = True):
 
 def discovery_forward(runner) -> Callable[[], Any]:
     """One loss-mode forward pass of the runner's model on the first samples
-    of its training set (what :class:`~mmwrs.engine.WRSHook` traces)."""
+    of its training set (what :class:`~mmwrs.engine.WRSHook` traces).
+
+    Raises:
+        ValueError: The images are smaller than the model's loss forward
+            accepts (:func:`~mmwrs.engine.discovery_pass.min_image_size`).
+    """
     model = unwrap_model(runner.model)
-    return model_forward(model, sample_batch(runner.train_dataloader))
+    batch = sample_batch(runner.train_dataloader)
+    check_image_size(model, batch)
+    return model_forward(model, batch)
+
+
+def check_image_size(model: torch.nn.Module, batch: Any) -> None:
+    """Raise a clear error where the batch's (padded) images are smaller than
+    :func:`~mmwrs.engine.discovery_pass.min_image_size` of ``model``."""
+    needed = min_image_size(model)
+    images = batch.get('inputs') if isinstance(batch, dict) else None
+    if not needed or not isinstance(images, (list, tuple)) or not images:
+        return
+    height = max(image.shape[-2] for image in images)
+    width = max(image.shape[-1] for image in images)
+    if min(height, width) < needed:
+        raise ValueError(
+            f'{type(model).__name__} picks its num_queries={model.num_queries} queries among '
+            f'the encoder tokens, which needs images of at least {needed}x{needed} px; the '
+            f'first training batch is {height}x{width} px. Train at a larger scale (the '
+            'train pipeline\'s Resize / RandomResize scale), or lower model.num_queries.')

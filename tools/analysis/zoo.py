@@ -80,10 +80,19 @@ CONFIGS = (
     ('FCN R50-d8 ADE', 'mmseg::fcn/fcn_r50-d8_4xb4-80k_ade20k-512x512.py', 'ade20k'),
     ('Faster R-CNN R50', 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py', 'coco'),
     ('Mask R-CNN R50', 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py', 'coco'),
+    # The rest of the paper's seven (README: "The paper's experiments") on ADE20K.
+    ('PSPNet R50-d8 ADE', 'mmseg::pspnet/pspnet_r50-d8_4xb4-80k_ade20k-512x512.py', 'ade20k'),
+    ('DeepLabV3 R50-d8 ADE', 'mmseg::deeplabv3/deeplabv3_r50-d8_4xb4-80k_ade20k-512x512.py',
+     'ade20k'),
+    ('DeepLabV3+ R50-d8 ADE',
+     'mmseg::deeplabv3plus/deeplabv3plus_r50-d8_4xb4-80k_ade20k-512x512.py', 'ade20k'),
 )
 DATA_ROOT_KEYS = {'coco': 'data/coco/', 'cityscapes': 'data/cityscapes/',
                   'ade20k': 'data/ade/ADEChallengeData2016/'}
 TRAIN_SIZE = 96  # longest side of the training crops / resizes
+# Smallest crop / resize side: MiT (SegFormer) and Swin patch embeds and their
+# stride-32 stages need at least 64 px; a multiple of 32 keeps every stride whole.
+MIN_SIDE = 64
 TOL = 1e-4  # relative output change counted as "unchanged" by the oracle
 # A joint rescale of all controlled units may move the losses a little more:
 # two-stage detectors pick proposals by top-k / NMS, which 1e-6-level changes can
@@ -97,7 +106,7 @@ RECIPES = {
 }
 
 
-def recipe(name='custom_hooks'):
+def recipe(name='default_hooks'):
     """The lines a user adds under ``_base_`` to train a stock config with WRS."""
     return RECIPES[name]
 
@@ -171,17 +180,26 @@ def no_pretrained(model_cfg):
     return model_cfg
 
 
-def _shrink(value, factor):
+def _side(v, factor, floor):
+    step = min(32, floor)
+    return max(floor, int(round(v / factor / step)) * step)
+
+
+def _shrink(value, factor, floor=MIN_SIDE):
     if isinstance(value, (list, tuple)) and value and all(isinstance(v, int) for v in value):
-        return type(value)(max(16, int(v / factor) // 16 * 16) if v > 0 else
-                           -max(16, int(-v / factor) // 16 * 16) for v in value)
+        return type(value)(_side(v, factor, floor) if v > 0 else -_side(-v, factor, floor)
+                           for v in value)
     if isinstance(value, (list, tuple)):
-        return type(value)(_shrink(v, factor) for v in value)
+        return type(value)(_shrink(v, factor, floor) for v in value)
     return value
 
 
-def train_cfg(cfg, layout, data_root):
-    """The composed config cut to two iterations on the mini tree, no validation."""
+def train_cfg(cfg, layout, data_root, min_side=0):
+    """The composed config cut to two iterations on the mini tree, no validation,
+    its crops and resizes scaled down to a longest side of ``TRAIN_SIZE``, and no
+    side below ``min_side`` (the model's own minimum) or ``MIN_SIDE``."""
+    floor = max(MIN_SIDE, min_side)
+    train_size = max(TRAIN_SIZE, floor)
     cfg = copy.deepcopy(cfg)
     cfg.model = no_pretrained(cfg.model)
     cfg.load_from, cfg.resume = None, False
@@ -195,12 +213,13 @@ def train_cfg(cfg, layout, data_root):
                 sizes.extend(x for x in re.findall(r'\d+', str(v)) if int(x) > 1)
     _walk(loader.dataset.get('pipeline', []), scan)
     _walk(loader.dataset, lambda d: d.get('pipeline') and _walk(d['pipeline'], scan))
-    factor = max([int(s) for s in sizes] or [TRAIN_SIZE]) / TRAIN_SIZE
+    factor = max([int(s) for s in sizes] or [train_size]) / train_size
 
     def fix(d):
         for key in ('scale', 'img_scale', 'crop_size', 'scales', 'border'):
             if key in d and d[key] is not None and not isinstance(d[key], (int, float)):
-                d[key] = _shrink(d[key], factor)
+                # Mosaic's border is minus half the image: no floor of its own.
+                d[key] = _shrink(d[key], factor, 16 if key == 'border' else floor)
         if 'data_root' in d:
             d['data_root'] = data_root
         if 'ann_file' in d and 'data_prefix' in d and d.get('type') != 'RepeatDataset':
@@ -208,7 +227,7 @@ def train_cfg(cfg, layout, data_root):
     _walk(loader, fix)
     if cfg.model.get('data_preprocessor', {}).get('size'):
         cfg.model.data_preprocessor.size = _shrink(tuple(cfg.model.data_preprocessor.size),
-                                                   factor)
+                                                   factor, floor)
     loader.batch_size, loader.num_workers, loader.persistent_workers = 2, 0, False
     if cfg.train_cfg.get('type', '').startswith('Epoch') or 'max_epochs' in cfg.train_cfg:
         cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1, val_interval=100)
@@ -329,12 +348,30 @@ def generic_norms(model, seed=6):
                     m.bias.normal_(0, 0.1, generator=gen)
 
 
+def generic_biases(model, seed=7):
+    """Random biases in every conv / linear layer.
+
+    Stock inits zero them, and a weight whose bias is zero is invariant to a
+    scale of the whole tensor wherever a norm over its channels follows
+    (LayerNorm, GroupNorm): the oracle would call it invariant, yet after the
+    first update the bias is not zero, and it is not.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, weight in weight_layers(model).items():
+            module = model.get_submodule(name[:-len('.weight')])
+            bias = getattr(module, 'bias', None)
+            if isinstance(bias, torch.nn.Parameter):
+                bias.normal_(0, 0.1, generator=gen)
+
+
 def oracle_mode(model):
     """Train mode, every BatchNorm on batch statistics, norm eps 1e-12,
-    generic norm affine parameters."""
+    generic norm affine parameters and layer biases."""
     from mmwrs.core.discovery import is_norm
     model.train()
     generic_norms(model)
+    generic_biases(model)
     for m in model.modules():
         if is_norm(m):
             m.train()
@@ -376,18 +413,26 @@ def oracle(model, forward, result):
     joint = rel_change(ref, after)
     # First order: d/dc L(c w) = <dL/dw, w> = 0 for an invariant w, for any L.
     layers = {n: p for n, p in weight_layers(model).items() if p.requires_grad}
+    # A zero weight (DETR sampling offsets, zero-init heads) is trivially unchanged
+    # by a scale: neither evidence of invariance nor of its absence.
+    zero = sorted(n for n, p in layers.items() if p.detach().abs().max() == 0)
+    layers = {n: p for n, p in layers.items() if n not in zero}
     cos = {n: [] for n in layers}
     for seed in (3, 4):
         outs = tensors(run_forward(forward))
         r = torch.Generator().manual_seed(seed)
         loss = sum((torch.randn(t.shape, generator=r) * t).sum() for t in outs if t.requires_grad)
         grads = torch.autograd.grad(loss, list(layers.values()), allow_unused=True)
+        # A gradient at rounding level (a BN over two values, e.g. of a
+        # globally pooled input, outputs +-1 whatever the weight) has no
+        # direction to test: count it as no gradient.
+        largest = max((g.norm().item() for g in grads if g is not None), default=0.0)
         for (n, p), g in zip(layers.items(), grads):
-            if g is None or g.abs().max() == 0:
+            if g is None or g.norm().item() <= 1e-7 * largest:
                 cos[n].append(None)
             else:
                 cos[n].append(((g * p).sum() / (g.norm() * p.norm() + 1e-30)).abs().item())
-    unused = sorted(n for n, c in cos.items() if c[0] is None)
+    unused = sorted(n for n, c in cos.items() if None in c)
     candidates = [n for n, c in cos.items() if None not in c and max(c) < TOL]
     controlled = set(result.by_name())
     missed = []
@@ -402,7 +447,8 @@ def oracle(model, forward, result):
     unsound = [n for n in controlled if n in cos and None not in cos[n] and max(cos[n]) > 1e-2]
     return dict(joint_rel_change=joint, sound=joint < JOINT_TOL and not unsound,
                 unsound_first_order=unsound, oracle_invariant=len(candidates),
-                missed=missed, unused=len(unused), oracle_weights=len(layers))
+                missed=missed, unused=len(unused), zero=len(zero),
+                oracle_weights=len(layers) + len(zero))
 
 
 def eval_check(model, result, detection):
@@ -458,13 +504,13 @@ def discovery(model, detection):
         discovery_s=round(seconds, 2))
 
 
-def train(wrs_cfg, layout, data_dir, work_dir):
+def train(wrs_cfg, layout, data_dir, work_dir, min_side=0):
     from mmengine.runner import Runner
 
     from mmwrs.datasets import generate_shapes
     root = generate_shapes(osp.join(data_dir, layout), num_train=8, num_val=2, img_size=64,
                            seed=0, layout=layout) + '/'
-    cfg = train_cfg(wrs_cfg, layout, root)
+    cfg = train_cfg(wrs_cfg, layout, root, min_side)
     # A work dir and experiment name of its own: the visualizer is a global instance.
     cfg.work_dir = work_dir
     cfg.experiment_name = f'{osp.basename(work_dir)}_{time.strftime("%H%M%S")}'
@@ -500,11 +546,14 @@ def check(name, stock, layout, recipe_name, data_dir, work_dir):
             row.setdefault('trace', {})[key] = traceback.format_exc()[-1500:]
             return None
     comp = stage('compose', lambda: composes(stock, recipe_name))
-    base = load(stock)
     if comp is not None:
         row['compose'] = comp[0]
-    model = stage('build', lambda: build(base))
+    base = stage('load', lambda: load(stock))
+    model = stage('build', lambda: build(base)) if base is not None else None
+    min_side = 0
     if model is not None:
+        from mmwrs.engine.discovery_pass import min_image_size
+        min_side = min_image_size(model)
         found = stage('discovery', lambda: discovery(model, detection))
         if found is not None:
             result, forward, info = found
@@ -522,8 +571,8 @@ def check(name, stock, layout, recipe_name, data_dir, work_dir):
             stage('oracle', lambda: oracle(model, forward, result))
             fresh = build(base)
             stage('eval', lambda: eval_check(fresh, discovery(fresh, detection)[0], detection))
-    if comp is not None:
-        stage('train', lambda: train(comp[1], layout, data_dir, work_dir))
+    if comp is not None and model is not None:
+        stage('train', lambda: train(comp[1], layout, data_dir, work_dir, min_side))
     row['seconds'] = round(time.perf_counter() - start, 1)
     return row
 
@@ -535,7 +584,7 @@ def _yes(flag):
 
 def row_md(r):
     comp = r.get('compose')
-    compose = (f"{r['compose_error']}" if 'compose_error' in r else
+    compose = (f"fails: {r['compose_error']}" if 'compose_error' in r else
                'yes' if comp['ok'] else '**no**: lost ' + '; '.join(comp['lost']))
     if 'controlled' in r:
         disc = (f"{r['controlled']}/{r['weights']} ({100 * r['share']:.0f}% params, "
@@ -545,7 +594,8 @@ def row_md(r):
         if not r['controlled']:
             disc = f"none scale-invariant (0/{r['weights']})"
     else:
-        disc, reasons = f"fails: {r.get('build_error') or r.get('discovery_error')}", '-'
+        error = r.get('load_error') or r.get('build_error') or r.get('discovery_error')
+        disc, reasons = f'fails: {error}', 'n/a (no discovery)'
     if 'sound' in r:
         ok = r['joint_rel_change'] < JOINT_TOL and not r['unsound_first_order']
         sound = (f"{_yes(ok)} (Δ {r['joint_rel_change']:.0e})"
@@ -557,16 +607,19 @@ def row_md(r):
                                            if r['missed'] else ''))
     else:
         sound = recall = f"fails: {r.get('oracle_error', 'not run (no discovery)')}"
+    if 'sound' in r and r.get('zero'):
+        recall += f" ({r['zero']} zero at init, not testable)"
     ev = (f"{_yes(r['eval_ok'])} (Δ {r['eval_rel_change']:.0e}, {r['eval_mode']})"
           if 'eval_ok' in r else f"fails: {r.get('eval_error', 'not run')}")
     tr = (f"{_yes(r['train_ok'])} ({r['iters']} it, norm dev {r['norm_dev']:.0e})"
-          if 'norm_dev' in r else f"fails: {r.get('train_error', 'not run')}")
+          if 'norm_dev' in r else
+          f"fails: {r.get('train_error', 'not run (the model does not build)')}")
     if r.get('with_cp') is None:
         cp = f"fails: {r['with_cp_error']}" if 'with_cp_error' in r else 'n/a (no with_cp)'
     else:
         cp = (_yes(r['with_cp']['same']) + f" ({r['with_cp']['controlled']} vs "
               f"{r.get('controlled')})")
-    disc_s = f"{r['discovery_s']:.1f}" if 'discovery_s' in r else '-'
+    disc_s = f"{r['discovery_s']:.1f}" if 'discovery_s' in r else 'n/a'
     cells = [r['name'], f"`{r['config']}`", compose, disc, reasons, sound, recall, ev, tr, cp,
              disc_s, f"{r['seconds']:.0f}"]
     return '| ' + ' | '.join(str(c).replace('|', '/').replace('\n', ' ') for c in cells) + ' |'
@@ -575,6 +628,35 @@ def row_md(r):
 HEADER = ('| model | config | composes | controlled | exclusions | sound | recall | eval-BN | '
           '2 train iters | with_cp same | discovery s | total s |\n'
           '|' + '---|' * 12)
+
+
+def passes(r):
+    """The stages of row ``r`` that did not pass (empty: it passes them all)."""
+    failed = []
+    if not (r.get('compose') or {}).get('ok'):
+        failed.append('composes')
+    if 'controlled' not in r:
+        failed.append('discovery')
+    elif not r['controlled']:
+        failed.append('nothing invariant')
+    for key, stage in (('sound', 'sound'), ('eval_ok', 'eval-BN'), ('train_ok', 'train')):
+        if not r.get(key):
+            failed.append(stage)
+    if r.get('missed'):
+        failed.append(f"recall (missed {len(r['missed'])})")
+    if r.get('with_cp') and not r['with_cp']['same']:
+        failed.append('with_cp')
+    return failed
+
+
+def summary(rows):
+    """One line per outcome, for the reader who wants the verdict first."""
+    ok = [r['name'] for r in rows if not passes(r)]
+    lines = [f'**{len(ok)} of {len(rows)} configs pass every check.**']
+    for r in rows:
+        if passes(r):
+            lines.append(f"- {r['name']}: {', '.join(passes(r))}")
+    return '\n'.join(lines)
 
 
 def table(rows, recipe_name):
@@ -587,7 +669,8 @@ def table(rows, recipe_name):
              'conv-linear weights (share of all parameters, rescaling units); **sound**: '
              'rescaling every controlled unit by random factors in [0.5, 2] changes the '
              'train-mode losses by less than 1e-3 relative (Δ: the largest change; norm eps '
-             '1e-12, BN on batch stats, random norm affine parameters) and no controlled '
+             '1e-12, BN on batch stats, random norm affine parameters and layer biases) and '
+             'no controlled '
              'weight fails the per-weight first-order test; '
              '**recall**: weights a numeric oracle (<dL/dw, w> = 0 for two random output '
              'weightings, confirmed by a x1.7 rescale) finds invariant, and how many of '
@@ -595,7 +678,7 @@ def table(rows, recipe_name):
              'targets; **2 train iters**: the composed config trained 2 iterations through '
              'the stock pipeline on the mini tree, controlled norms on target afterwards; '
              '**with_cp**: discovery with `backbone.with_cp=True` controls the same set.', '',
-             HEADER]
+             summary(rows), '', HEADER]
     lines += [row_md(r) for r in rows]
     return '\n'.join(lines) + '\n'
 
@@ -611,7 +694,9 @@ def main(argv=None):
     parser.add_argument('--out', default='docs/zoo', help='folder of per-config JSONs')
     parser.add_argument('--table', help='markdown table to write from the JSONs')
     parser.add_argument('--only', nargs='*', help='row names or config substrings')
-    parser.add_argument('--recipe', default='custom_hooks', choices=sorted(RECIPES))
+    parser.add_argument('--recipe', default='default_hooks', choices=sorted(RECIPES),
+                        help="the README's recipe (default_hooks) or the list form, which "
+                             "replaces a base config's custom_hooks")
     parser.add_argument('--data', default=osp.join(tempfile.gettempdir(), 'mmwrs_zoo_data'))
     parser.add_argument('--work-dir', default=osp.join(tempfile.gettempdir(), 'mmwrs_zoo_work'),
                         help='training work dirs (logs only: no checkpoints are saved)')
@@ -626,8 +711,7 @@ def main(argv=None):
     for name, stock, layout in selected:
         path = osp.join(args.out, slug(stock) + '.json')
         if osp.exists(path) and not args.force:
-            with open(path) as f:
-                row = json.load(f)
+            row = _read(path)
             if args.recompose:
                 row['compose'], row['recipe'] = composes(stock, args.recipe)[0], args.recipe
                 _write(path, row)
@@ -640,12 +724,31 @@ def main(argv=None):
         print(f'[zoo] {name}: {row["seconds"]} s; ' + row_md(row), flush=True)
         rows.append(row)
         if args.table:  # the table as far as it got
-            with open(args.table, 'w') as f:
-                f.write(table(rows, args.recipe))
+            _write_table(args, rows)
     if args.table:
-        with open(args.table, 'w') as f:
-            f.write(table(rows, args.recipe))
+        _write_table(args, rows)
     return rows
+
+
+def _read(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def _write_table(args, rows):
+    """The table of every config with a JSON in ``--out`` (rows just computed
+    replace theirs), in ``CONFIGS`` order: a rerun of some rows (``--only``)
+    keeps the others."""
+    fresh = {r['config']: r for r in rows}
+    every = []
+    for _, stock, _ in CONFIGS:
+        path = osp.join(args.out, slug(stock) + '.json')
+        if stock in fresh:
+            every.append(fresh[stock])
+        elif osp.exists(path):
+            every.append(_read(path))
+    with open(args.table, 'w') as f:
+        f.write(table(every, args.recipe))
 
 
 if __name__ == '__main__':
