@@ -78,7 +78,9 @@ def test_no_pretrained_drops_every_download():
     assert model.pretrained is None
 
 
-@pytest.mark.parametrize('name', ['RetinaNet R50', 'FCN R50-d8'])
+# YOLOX-s: its batch augment reads the message hub during discovery (failed
+# before mmwrs.engine.discovery_pass), and its base config has three custom hooks.
+@pytest.mark.parametrize('name', ['YOLOX-s', 'FCN R50-d8'])
 def test_zoo_rows_on_stock_configs(tmp_path, name):
     out, md = tmp_path / 'zoo', tmp_path / 'zoo.md'
     data = str(tmp_path / 'data')
@@ -88,10 +90,53 @@ def test_zoo_rows_on_stock_configs(tmp_path, name):
     assert row['controlled'] > 0 and row['sound'] and row['eval_ok'] and row['train_ok']
     assert row['unsound_first_order'] == []
     assert row['missed'] == []
-    assert row['oracle_invariant'] >= row['controlled']
+    # Each controlled weight is confirmed by the oracle or has no gradient to
+    # test (YOLOX: two whose gradient is at rounding level).
+    assert row['oracle_invariant'] + row['unused'] + row['zero'] >= row['controlled']
     assert f'| {name} |' in md.read_text()
     # Resumable: a second run reads the JSON instead of redoing the config.
     [path] = list(out.iterdir())
     mtime = os.path.getmtime(path)
     [again] = zoo.main(['--out', str(out), '--only', name, '--data', data])
     assert os.path.getmtime(path) == mtime and again['seconds'] == row['seconds']
+
+
+def _committed_rows():
+    import json
+    rows = []
+    for _, stock, _ in zoo.CONFIGS:
+        path = os.path.join(zoo.REPO, 'docs', 'zoo', zoo.slug(stock) + '.json')
+        with open(path) as f:
+            rows.append(json.load(f))
+    return rows
+
+
+def test_committed_table_is_the_tools_output_with_every_cell_filled():
+    rows = _committed_rows()
+    assert len(rows) >= 24
+    for row in rows:
+        cells = zoo.row_md(row).split(' | ')
+        assert len(cells) == 12 and all(c.strip('| ') for c in cells), row['name']
+    with open(os.path.join(zoo.REPO, 'docs', 'zoo.md')) as f:
+        assert f.read() == zoo.table(rows, rows[0]['recipe'])
+
+
+def test_rerun_of_one_row_keeps_the_others(tmp_path):
+    import argparse
+    import json
+    import shutil
+    rows = _committed_rows()[:3]
+    out = tmp_path / 'zoo'
+    out.mkdir()
+    for row in rows:
+        shutil.copy(os.path.join(zoo.REPO, 'docs', 'zoo', zoo.slug(row['config']) + '.json'),
+                    out)
+    redone = json.loads(json.dumps(rows[1]))
+    redone['seconds'] = 12345.0
+    args = argparse.Namespace(out=str(out), table=str(tmp_path / 'zoo.md'),
+                              recipe='default_hooks')
+    zoo._write_table(args, [redone])
+    text = (tmp_path / 'zoo.md').read_text()
+    assert all(f"| {row['name']} |" in text for row in rows)
+    assert '| 12345 |' in text
+    assert f'of {len(rows)} configs pass every check' in text

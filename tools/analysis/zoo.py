@@ -259,6 +259,11 @@ def build(cfg, with_cp=False):
     model_cfg = no_pretrained(copy.deepcopy(cfg.model))
     if with_cp:
         model_cfg.backbone.with_cp = True
+    if (model_cfg.get('data_preprocessor') or {}).get('size'):
+        # The example batch is padded to this size: the stock crop (512x1024)
+        # costs minutes per forward on a CPU, and discovery depends on the
+        # structure, not on the size.
+        model_cfg.data_preprocessor.size = (64, 64)
     torch.manual_seed(0)
     model = MODELS.build(model_cfg)
     model.init_weights()
@@ -287,7 +292,10 @@ def eval_forward(model, detection):
     from mmwrs.engine import example_batch
     if detection:
         from mmdet.testing import demo_mm_inputs
-        batch = demo_mm_inputs(batch_size=2, image_shapes=(3, 128, 128), num_items=[3, 3],
+
+        from mmwrs.engine.discovery_pass import min_image_size
+        size = max(128, min_image_size(model))
+        batch = demo_mm_inputs(batch_size=2, image_shapes=(3, size, size), num_items=[3, 3],
                                num_classes=2)
         data = model.data_preprocessor(batch, False)
         if getattr(model, 'with_rpn', False):
