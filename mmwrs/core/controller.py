@@ -8,15 +8,13 @@ what they do is written once here:
    forward pass and adds the weights held at a fixed norm by choice;
 2. the adapter gives those weights param groups with :attr:`group_overrides`;
 3. :meth:`WRSController.start` brings them to their targets (or restores a
-   resumed run's state) and hangs the rescale on the optimizers' own step, so
-   gradient-accumulation micro-steps and AMP steps the grad scaler skipped
-   (which never reach ``optimizer.step``, or reach a fused one with
-   ``found_inf`` set) never rescale; each optimizer rescales its own weights;
+   resumed state) and hangs the rescale on each optimizer's own step (see
+   :mod:`~mmwrs.core.optimizer_steps`), following a target schedule if given;
    :meth:`WRSController.check_` runs the deferred checks before every
    checkpoint and at the end of training;
 4. :meth:`state_dict` / :meth:`load_state_dict` carry it across a resume.
 """
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -25,6 +23,8 @@ from .discovery import GRANULARITIES
 from .optimizer_steps import OptimizerSteps
 from .report import format_report
 from .rescale import WeightRescaler, validate_target
+from .selection import add_fixed_norm_layers, nothing_invariant_message, warn_unmatched_patterns
+from .target_schedule import TargetSchedule
 from .validation import check_check_interval, check_choice, check_positive_int, compile_patterns
 
 ON_EMPTY = ('error', 'warn')
@@ -37,8 +37,11 @@ class WRSController:
         granularity (str): ``'filter'`` (each output filter its own unit) or
             ``'layer'``. Coarsened automatically where the following norm is
             invariant only per group (GroupNorm) or per layer (LayerNorm).
-        target_norm (float | str): Norm of each unit; ``'init'`` holds each unit
-            at its norm when training starts (FixNorm).
+        target_norm (float | str | dict): Norm of each unit; ``'init'`` holds
+            each unit at its norm when training starts (FixNorm); a dict is a
+            :class:`~mmwrs.core.target_schedule.TargetSchedule` of the update
+            count (e.g. ``dict(type='cosine', start=1.0, end=0.5, end_at=800)``),
+            followed by the discovered weights (not ``fixed_norm_layers``).
         interval (int): Rescale after every ``interval`` real updates.
         include (list[str], optional): Regexes; only matching parameter names
             are controlled.
@@ -62,7 +65,7 @@ class WRSController:
 
     def __init__(self,
                  granularity: str = 'filter',
-                 target_norm: Union[float, str] = 1.0,
+                 target_norm: Union[float, str, Dict[str, Any]] = 1.0,
                  interval: int = 1,
                  include: Optional[Sequence[str]] = None,
                  exclude: Optional[Sequence[str]] = None,
@@ -73,31 +76,32 @@ class WRSController:
                  check_interval: Optional[int] = None,
                  owner: str = 'WRS'):
         self.owner = owner
-        check_choice(f'{owner}: granularity', granularity, GRANULARITIES)
-        self.target_norm = validate_target(target_norm, f'{owner}.target_norm')
-        check_positive_int(f'{owner}: interval', interval,
-                           '(rescale after every N real updates)')
-        check_choice(f'{owner}: on_empty', on_empty, ON_EMPTY)
+        self.granularity = check_choice(f'{owner}: granularity', granularity, GRANULARITIES)
+        self.schedule = (TargetSchedule.from_config(target_norm, f'{owner}.target_norm')
+                         if isinstance(target_norm, dict) else None)
+        self.target_norm = validate_target(
+            self.schedule.initial if self.schedule else target_norm, f'{owner}.target_norm')
+        self.interval = check_positive_int(f'{owner}: interval', interval,
+                                           '(rescale after every N real updates)')
+        self.on_empty = check_choice(f'{owner}: on_empty', on_empty, ON_EMPTY)
         compile_patterns(include, 'include')
         compile_patterns(exclude, 'exclude')
+        self.include, self.exclude = list(include or []) or None, list(exclude or []) or None
         self.fixed_norm_layers = dict(fixed_norm_layers or {})
         for pattern, norm in self.fixed_norm_layers.items():
             compile_patterns([pattern], 'fixed_norm_layers')
             validate_target(norm, f'fixed_norm_layers[{pattern!r}]')
-        self.granularity = granularity
-        self.interval = interval
-        self.include = list(include) if include else None
-        self.exclude = list(exclude) if exclude else None
         self.decay_rescaled = decay_rescaled
         self.rescale_running_stats = rescale_running_stats
-        self.on_empty = on_empty
         self.check_interval = check_check_interval(f'{owner}: check_interval', check_interval)
         self.rescaler: Optional[WeightRescaler] = None
+        self.scheduled: Tuple[str, ...] = ()  # the discovered weights' names
         # The last checkpoint written (named when a check finds a diverged
         # weight: every save runs the check first, so it is a healthy one).
         self.last_checkpoint: Optional[str] = None
         self._resumed_state: Optional[Dict[str, Any]] = None
-        self._steps: Optional[OptimizerSteps] = None
+        # The step hooks, their parts and counters, once started.
+        self.steps: Optional[OptimizerSteps] = None
 
     @property
     def num_updates(self) -> int:
@@ -139,46 +143,17 @@ class WRSController:
             exclude=self.exclude, target_norm=self.target_norm,
             rescale_running_stats=self.rescale_running_stats,
             check_interval=self.check_interval)
-        self._add_fixed_norm_layers(model)
-        self._check_patterns(model, warn)
+        self.scheduled = tuple(e.name for e in self.rescaler.entries)
+        add_fixed_norm_layers(self.rescaler, model, self.fixed_norm_layers)
+        warn_unmatched_patterns(model, self.owner, warn, include=self.include,
+                                exclude=self.exclude, fixed_norm_layers=self.fixed_norm_layers)
         if len(self.rescaler):
             return True
-        message = self._nothing_invariant_message(model)
+        message = nothing_invariant_message(self.rescaler, model, self.owner)
         if self.on_empty == 'error':
             raise RuntimeError(message)
         warn(message)
         return False
-
-    def _add_fixed_norm_layers(self, model: nn.Module) -> None:
-        controlled = {id(p) for p in self.rescaler.params}
-        for pattern, norm in self.fixed_norm_layers.items():
-            regex = compile_patterns([pattern], 'fixed_norm_layers')[0]
-            for name, param in model.named_parameters():
-                if regex.search(name) and param.requires_grad and id(param) not in controlled:
-                    self.rescaler.add(name, param, norm, granularity='layer')
-                    controlled.add(id(param))
-
-    def _check_patterns(self, model: nn.Module, warn: Callable[[str], None]) -> None:
-        names = [name for name, _ in model.named_parameters()]
-        patterns = [('include', p) for p in self.include or ()]
-        patterns += [('exclude', p) for p in self.exclude or ()]
-        patterns += [('fixed_norm_layers', p) for p in self.fixed_norm_layers]
-        for key, pattern in patterns:
-            regex = compile_patterns([pattern], key)[0]
-            if not any(regex.search(name) for name in names):
-                warn(f'{self.owner}: {key} pattern {pattern!r} matches no parameter '
-                     f'name of {type(model).__name__}; names look like '
-                     "'backbone.layer1.0.conv1.weight'")
-
-    def _nothing_invariant_message(self, model: nn.Module) -> str:
-        excluded = self.rescaler.discovery.excluded
-        reasons = sorted({e.reason.split(' (call')[0] for e in excluded})
-        return (f'{self.owner}: found no scale-invariant weight in '
-                f'{type(model).__name__}: of {len(excluded)} conv/linear weights none '
-                'has an output that feeds only a normalization layer (reasons: '
-                f'{"; ".join(reasons) or "no conv/linear weights"}). WRS needs '
-                'BN/GN/LN/IN after the layers it controls; use weight decay for this '
-                "model, or set on_empty='warn' to train without WRS.")
 
     # -- training --------------------------------------------------------------
     def start(self, optimizers: Iterable[torch.optim.Optimizer]) -> None:
@@ -193,7 +168,8 @@ class WRSController:
         if not self.params:
             return
         self.stop()
-        steps = OptimizerSteps(self.rescaler, optimizers, self.interval, self._guarded)
+        steps = OptimizerSteps(self.rescaler, optimizers, self.interval, self._guarded,
+                               self.schedule, self.scheduled)
         if self._resumed_state is not None:
             # The saved run rescaled after its last update: weights are on target.
             self.rescaler.load_state_dict(self._resumed_state['rescaler'])
@@ -202,17 +178,22 @@ class WRSController:
         else:
             self.rescaler.capture_targets_()
             self._guarded(self.rescaler.rescale_)
-        self._steps = steps
+        self.steps = steps
         steps.attach()
+
+    def set_updates_per_epoch(self, updates: float) -> None:
+        """Real updates per epoch, for a ``by_epoch`` target schedule (the
+        adapter knows the dataloader); nothing for the other settings."""
+        if self.schedule is not None and self.schedule.by_epoch:
+            if not updates > 0:
+                raise ValueError(f'{self.owner}: target_norm by_epoch=True needs a train '
+                                 f'dataloader with at least one update, got {updates!r}')
+            self.schedule.updates_per_epoch = updates
 
     @property
     def optimizer_updates(self) -> List[int]:
         """Real updates of each optimizer that owns controlled weights."""
-        return self._steps.counts if self._steps is not None else [0]
-
-    def _after_step(self, optimizer, args, kwargs) -> None:
-        if self._steps is not None:
-            self._steps.after_step(optimizer, args, kwargs)
+        return self.steps.counts if self.steps is not None else [0]
 
     def check_(self) -> None:
         """Run the deferred checks now (before a checkpoint, at the end of training).
@@ -235,16 +216,10 @@ class WRSController:
         if path:
             self.last_checkpoint = path
 
-    def set_targets_(self, value) -> None:
-        """Set the targets in place in every rescaler (see
-        :meth:`~mmwrs.core.WeightRescaler.set_targets_`)."""
-        for part in self._rescalers():
-            part.set_targets_(value)
-
     def _rescalers(self) -> List[WeightRescaler]:
         if self.rescaler is None:
             return []
-        parts = self._steps.parts if self._steps is not None else []
+        parts = self.steps.parts if self.steps is not None else []
         return [self.rescaler] + [p for p in parts if p is not self.rescaler]
 
     def _guarded(self, call: Callable[[], None]) -> None:
@@ -258,8 +233,8 @@ class WRSController:
             raise FloatingPointError(str(exc) + where) from None
 
     def stop(self) -> None:
-        if self._steps is not None:
-            self._steps.remove()
+        if self.steps is not None:
+            self.steps.remove()
 
     def report(self, model: nn.Module) -> str:
         """The start-up table of controlled and excluded weights."""

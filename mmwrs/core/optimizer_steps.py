@@ -6,11 +6,12 @@ and AMP steps the grad scaler skipped rescale nothing. With several optimizers
 in that optimizer's param groups: rescaling the others' would modify tensors a
 pending backward still needs, and count their updates twice.
 """
-from typing import Any, Callable, Dict, Iterable, List
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 import torch
 
 from .rescale import WeightRescaler
+from .target_schedule import TargetSchedule
 
 
 def skipped_by_scaler(optimizer: torch.optim.Optimizer, kwargs: Dict[str, Any]) -> bool:
@@ -34,10 +35,14 @@ class OptimizerSteps:
             alone.
         interval: Real updates of an optimizer between two rescales.
         guard: Runs a rescale (the controller adds to its errors).
+        schedule: Targets as a function of the optimizer's update count, set
+            on ``scheduled`` entries right before each rescale.
+        scheduled: Names of the entries that follow ``schedule``.
     """
 
     def __init__(self, rescaler: WeightRescaler, optimizers: Iterable[torch.optim.Optimizer],
-                 interval: int, guard: Callable[[Callable[[], None]], None]):
+                 interval: int, guard: Callable[[Callable[[], None]], None],
+                 schedule: Optional[TargetSchedule] = None, scheduled: Sequence[str] = ()):
         owned = []
         for optimizer in optimizers:
             ids = {id(p) for group in optimizer.param_groups for p in group['params']}
@@ -51,6 +56,10 @@ class OptimizerSteps:
         self.slots = {id(optimizer): i for i, (optimizer, _) in enumerate(owned)}
         self.counts: List[int] = [0] * max(len(owned), 1)
         self.interval, self.guard = interval, guard
+        self.schedule, self.scheduled = schedule, tuple(scheduled)
+        # The target each part was last set to: a constant stretch of the
+        # schedule costs no target copy.
+        self._applied: List[Optional[float]] = [None] * len(self.parts)
         self._optimizers = [optimizer for optimizer, _ in owned]
         self._handles: List[Any] = []
 
@@ -69,7 +78,16 @@ class OptimizerSteps:
         slot = self.slots.get(id(optimizer), 0)
         self.counts[slot] += 1
         if self.counts[slot] % self.interval == 0:
+            self._follow_schedule(slot)
             self.guard(self.parts[slot].rescale_)
+
+    def _follow_schedule(self, slot: int) -> None:
+        if self.schedule is None or not self.scheduled:
+            return
+        value = self.schedule.value(self.counts[slot])
+        if value != self._applied[slot]:
+            self.parts[slot].set_targets_({name: value for name in self.scheduled})
+            self._applied[slot] = value
 
     def restore_counts(self, state: Dict[str, Any]) -> None:
         """Counters from a saved controller state (old ones: one shared counter)."""

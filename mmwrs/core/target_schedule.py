@@ -110,8 +110,8 @@ class TargetSchedule:
 
     @property
     def initial(self) -> float:
-        """The target at the start of training."""
-        return self.value(0)
+        """The target at the start of training (no ``updates_per_epoch`` needed)."""
+        return self.points[0][1]
 
     def value(self, num_updates: int) -> float:
         """The target after ``num_updates`` optimizer updates."""

@@ -76,6 +76,13 @@ class WRSOptimWrapperConstructor:
         wrs_cfg = dict(cfg.pop('wrs', None) or {})
         self.report = wrs_cfg.pop('report', True)
         self.controller = WRSController(owner=owner, **wrs_cfg)
+        if self.controller.schedule is not None and self.controller.schedule.by_epoch:
+            # The wrapper never sees the dataloader, so it cannot count epochs.
+            raise ValueError(
+                f'{owner}: wrs.target_norm={wrs_cfg["target_norm"]!r} counts epochs '
+                '(by_epoch=True), which the optimizer wrapper cannot see; give its positions '
+                "in optimizer updates (by_epoch=False), or use default_hooks=dict(wrs=dict("
+                "type='WRSHook', target_norm=...)), which knows the train dataloader")
         wrapper_type = cfg.get('type', 'OptimWrapper')
         if wrapper_type not in WRS_WRAPPER_OF:
             raise ValueError(

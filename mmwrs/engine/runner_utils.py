@@ -59,6 +59,13 @@ def optimizers_of(runner) -> Dict[str, torch.optim.Optimizer]:
     return {name: w.optimizer for name, w in optim_wrappers_of(runner).items()}
 
 
+def updates_per_epoch(runner) -> float:
+    """Optimizer updates in one pass over the train dataloader (fewer under
+    gradient accumulation: one every ``accumulative_counts`` iterations)."""
+    counts = [getattr(w, '_accumulative_counts', 1) for w in optim_wrappers_of(runner).values()]
+    return len(runner.train_dataloader) / max(counts)
+
+
 def schedulers_of(runner, name: str) -> List[Any]:
     """The param schedulers of the optimizer wrapper called ``name``."""
     schedulers = getattr(runner, 'param_schedulers', None) or []

@@ -1,8 +1,13 @@
-"""Target-norm schedules: values at given updates, epochs, and bad input."""
+"""Target-norm schedules: values at given updates, epochs, bad input, and the
+schedule followed by WRSController (resumed bit-identically)."""
+import copy
 import math
 
 import pytest
+import torch
+from torch import nn
 
+from mmwrs.core.controller import WRSController
 from mmwrs.core.target_schedule import TargetSchedule, points_following
 
 
@@ -92,3 +97,98 @@ def test_points_following_snap_to_logged_steps_and_stay_increasing():
 def test_points_following_bad_curves(curve, num_points, match):
     with pytest.raises(ValueError, match=match):
         points_following(curve, start=1.0, num_points=num_points)
+
+
+# -- the schedule in WRSController ------------------------------------------------
+def _model_and_batch():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(),
+                          nn.Conv2d(4, 5, 3, bias=False), nn.BatchNorm2d(5),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(5, 2))
+    return model, torch.randn(4, 3, 8, 8)
+
+
+def _train(controller, model, batch, optimizer, steps):
+    for _ in range(steps):
+        optimizer.zero_grad()
+        model(batch).square().mean().backward()
+        optimizer.step()
+
+
+LINEAR = dict(type='linear', start=1.0, end=0.5, end_at=4)
+
+
+@pytest.mark.parametrize('interval', [1, 2])
+def test_controller_follows_the_schedule_at_each_rescale(interval):
+    model, batch = _model_and_batch()
+    controller = WRSController(target_norm=LINEAR, interval=interval,
+                               fixed_norm_layers={r'^7\.weight$': 2.0})
+    assert controller.discover(model, lambda: model(batch), warn=pytest.fail)
+    assert controller.scheduled == ('0.weight', '3.weight')
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    controller.start([optimizer])
+    schedule = TargetSchedule.from_config(LINEAR)
+    for update in range(1, 7):
+        _train(controller, model, batch, optimizer, 1)
+        norms = controller.rescaler.unit_norms()
+        if update % interval:
+            continue
+        for name in controller.scheduled:
+            assert torch.allclose(norms[name], torch.full_like(norms[name],
+                                  schedule.value(update)), atol=1e-6), (update, name)
+        # The fixed-norm classifier keeps its own target, not the schedule's.
+        assert float(norms['7.weight']) == pytest.approx(2.0, abs=1e-6)
+    assert controller.num_updates == 6
+
+
+def test_controller_resumed_mid_schedule_is_bit_identical():
+    model, batch = _model_and_batch()
+    full = WRSController(target_norm=LINEAR)
+    full.discover(model, lambda: model(batch), warn=pytest.fail)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    full.start([optimizer])
+    _train(full, model, batch, optimizer, 6)
+
+    model2, _ = _model_and_batch()
+    first = WRSController(target_norm=LINEAR)
+    first.discover(model2, lambda: model2(batch), warn=pytest.fail)
+    optimizer2 = torch.optim.SGD(model2.parameters(), lr=0.1, momentum=0.9)
+    first.start([optimizer2])
+    _train(first, model2, batch, optimizer2, 2)
+    saved = copy.deepcopy((model2.state_dict(), optimizer2.state_dict(), first.state_dict()))
+    first.stop()
+
+    model3, _ = _model_and_batch()
+    resumed = WRSController(target_norm=LINEAR)
+    resumed.discover(model3, lambda: model3(batch), warn=pytest.fail)
+    optimizer3 = torch.optim.SGD(model3.parameters(), lr=0.1, momentum=0.9)
+    model3.load_state_dict(saved[0])
+    optimizer3.load_state_dict(saved[1])
+    resumed.load_state_dict(saved[2])
+    resumed.start([optimizer3])
+    _train(resumed, model3, batch, optimizer3, 4)
+    assert resumed.num_updates == 6
+    for (name, a), b in zip(model.state_dict().items(), model3.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_by_epoch_schedule_needs_updates_per_epoch_from_the_adapter():
+    model, batch = _model_and_batch()
+    controller = WRSController(target_norm=dict(LINEAR, by_epoch=True, end_at=2))
+    controller.discover(model, lambda: model(batch), warn=pytest.fail)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    controller.start([optimizer])  # the start needs only the initial target
+    with pytest.raises(RuntimeError, match='updates_per_epoch'):
+        _train(controller, model, batch, optimizer, 1)
+    controller.set_updates_per_epoch(2)
+    _train(controller, model, batch, optimizer, 1)  # update 2: one epoch, half-way
+    norms = controller.rescaler.unit_norms()['0.weight']
+    assert torch.allclose(norms, torch.full_like(norms, 0.75), atol=1e-6)
+    with pytest.raises(ValueError, match='by_epoch=True needs a train dataloader'):
+        controller.set_updates_per_epoch(0)
+
+
+def test_schedule_with_a_bad_key_names_the_owner_and_the_key():
+    with pytest.raises(ValueError, match=r"WRSHook.target_norm: unknown schedule key\(s\) "
+                                         r"\['stop'\]"):
+        WRSController(target_norm=dict(type='linear', start=1, stop=2), owner='WRSHook')

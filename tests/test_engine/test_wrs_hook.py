@@ -119,7 +119,7 @@ def test_amp_skipped_step_leaves_weights_on_target(make_cfg):
     runner.train()
     hook = _hook(runner)
     optimizer = runner.optim_wrapper.optimizer
-    handle = optimizer.register_step_post_hook(hook.controller._after_step)
+    handle = optimizer.register_step_post_hook(hook.controller.steps.after_step)
     try:
         scaler = torch.amp.GradScaler('cpu')
         scaler.scale(torch.ones(()))  # as a training step would, via the loss
@@ -162,3 +162,56 @@ def test_diverged_run_writes_no_checkpoint_and_names_the_last_healthy_one(make_c
     with pytest.raises(FloatingPointError, match=r'non-finite.*iter_2\.pth'):
         runner.train()
     assert (tmp_path / 'iter_2.pth').exists() and not (tmp_path / 'iter_4.pth').exists()
+
+
+LINEAR_TARGETS = dict(type='linear', start=1.0, end=0.5, end_at=4)
+
+
+def test_target_schedule_followed_and_resumed_mid_schedule_as_uninterrupted(make_cfg, tmp_path):
+    def cfg(work_dir, iters):
+        c = _with_dump(make_cfg(SEG_DEMO, ['wrs'], iters=4, work_dir=work_dir,
+                                **DETERMINISTIC_SEG))
+        c.custom_hooks[0]['target_norm'] = LINEAR_TARGETS
+        c.train_cfg.max_iters = iters
+        c.default_hooks.checkpoint.interval = 2
+        return c
+
+    full = _runner(cfg(tmp_path / 'full', 4))
+    full.train()
+    # After update k every controlled unit is at 1 - k / 8 (linear 1 -> 0.5 over 4).
+    for update, norms in enumerate(_dump_hook(full).norm_history, start=1):
+        for name, values in norms.items():
+            expected = torch.full_like(values, 1.0 - update / 8)
+            assert torch.allclose(values, expected, atol=1e-5), (update, name)
+    _runner(cfg(tmp_path / 'split', 2)).train()
+    second = cfg(tmp_path / 'split', 4)
+    second.resume = True
+    resumed = _runner(second)
+    resumed.train()
+    assert _hook(resumed).num_updates == 4
+    assert [float(v.mean()) for v in _dump_hook(resumed).norm_history[-1].values()][0] == \
+        pytest.approx(0.5, abs=1e-5)
+    a = torch.load(tmp_path / 'full' / 'rank0.pth')
+    b = torch.load(tmp_path / 'split' / 'rank0.pth')
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_target_schedule_by_epoch_counts_passes_over_the_dataloader(make_cfg):
+    c = _with_dump(make_cfg(SEG_DEMO, ['wrs'], iters=2))
+    c.custom_hooks[0]['target_norm'] = dict(LINEAR_TARGETS, by_epoch=True, end_at=1)
+    runner = _runner(c)
+    runner.train()
+    per_epoch = len(runner.train_dataloader)
+    assert _hook(runner).controller.schedule.updates_per_epoch == per_epoch
+    last = next(iter(_dump_hook(runner).norm_history[-1].values()))
+    assert torch.allclose(last, torch.full_like(last, 1.0 - 0.5 * min(2 / per_epoch, 1)),
+                          atol=1e-5)
+
+
+def test_constructor_refuses_a_by_epoch_schedule_and_says_what_works():
+    from mmwrs.engine import WRSOptimWrapperConstructor
+    with pytest.raises(ValueError, match=r"counts epochs .*type='WRSHook'"):
+        WRSOptimWrapperConstructor(dict(
+            type='OptimWrapper', optimizer=dict(type='SGD', lr=0.1),
+            wrs=dict(target_norm=dict(LINEAR_TARGETS, by_epoch=True))))

@@ -9,7 +9,8 @@ from mmwrs.core.controller import WRSController
 
 from ..base_check import dropped_hooks
 from ..runner_utils import (discovery_forward, is_training_run, optim_wrappers_of, optimizers_of,
-                            split_off_in_runner_, train_mode, unwrap_model)
+                            split_off_in_runner_, train_mode, unwrap_model,
+                            updates_per_epoch)
 
 
 @HOOKS.register_module()
@@ -36,7 +37,10 @@ class WRSHook(Hook):
         **kwargs: The options of :class:`~mmwrs.core.WRSController`:
             ``granularity``, ``target_norm``, ``interval``, ``include``,
             ``exclude``, ``decay_rescaled``, ``rescale_running_stats``,
-            ``fixed_norm_layers``, ``on_empty``.
+            ``fixed_norm_layers``, ``on_empty``, ``check_interval``.
+            ``target_norm`` may be a schedule, e.g.
+            ``dict(type='linear', start=1.0, end=0.5, end_at=12, by_epoch=True)``
+            (epochs are passes over the train dataloader).
     """
 
     priority = 'ABOVE_NORMAL'
@@ -91,6 +95,7 @@ class WRSHook(Hook):
             return
         # A resumed run's last checkpoint is the one it resumed from.
         self.controller.last_checkpoint = runner.message_hub.get_info('last_ckpt')
+        self.controller.set_updates_per_epoch(updates_per_epoch(runner))
         self.controller.start(optimizers_of(runner).values())
         if self.report:
             runner.logger.info('\n' + self.controller.report(unwrap_model(runner.model)))
