@@ -9,8 +9,7 @@ from mmwrs.core.controller import WRSController
 
 from ..base_check import dropped_hooks
 from ..runner_utils import (discovery_forward, is_training_run, optim_wrappers_of, optimizers_of,
-                            split_off_in_runner_, train_mode, unwrap_model,
-                            updates_per_epoch)
+                            split_off_in_runner_, train_mode, unwrap_model, updates_per_epoch)
 
 
 @HOOKS.register_module()
