@@ -141,27 +141,27 @@ def test_controller_follows_the_schedule_at_each_rescale(interval):
     assert controller.num_updates == 6
 
 
+def _discovered(batch, **options):
+    """A fresh model (same init) under a discovered controller, and its SGD."""
+    model, _ = _model_and_batch()
+    controller = WRSController(**options)
+    controller.discover(model, lambda: model(batch), warn=pytest.fail)
+    return model, controller, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+
 def test_controller_resumed_mid_schedule_is_bit_identical():
-    model, batch = _model_and_batch()
-    full = WRSController(target_norm=LINEAR)
-    full.discover(model, lambda: model(batch), warn=pytest.fail)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    _, batch = _model_and_batch()
+    model, full, optimizer = _discovered(batch, target_norm=LINEAR)
     full.start([optimizer])
     _train(full, model, batch, optimizer, 6)
 
-    model2, _ = _model_and_batch()
-    first = WRSController(target_norm=LINEAR)
-    first.discover(model2, lambda: model2(batch), warn=pytest.fail)
-    optimizer2 = torch.optim.SGD(model2.parameters(), lr=0.1, momentum=0.9)
+    model2, first, optimizer2 = _discovered(batch, target_norm=LINEAR)
     first.start([optimizer2])
     _train(first, model2, batch, optimizer2, 2)
     saved = copy.deepcopy((model2.state_dict(), optimizer2.state_dict(), first.state_dict()))
     first.stop()
 
-    model3, _ = _model_and_batch()
-    resumed = WRSController(target_norm=LINEAR)
-    resumed.discover(model3, lambda: model3(batch), warn=pytest.fail)
-    optimizer3 = torch.optim.SGD(model3.parameters(), lr=0.1, momentum=0.9)
+    model3, resumed, optimizer3 = _discovered(batch, target_norm=LINEAR)
     model3.load_state_dict(saved[0])
     optimizer3.load_state_dict(saved[1])
     resumed.load_state_dict(saved[2])
