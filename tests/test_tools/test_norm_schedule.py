@@ -31,3 +31,26 @@ def test_a_run_without_the_monitor_names_the_key(tmp_path):
     tool = load_tool('tools/analysis/norm_schedule.py')
     with pytest.raises(KeyError, match="no 'mean/filter_norm'.*NormMonitorHook"):
         tool.schedule_from_run(str(tmp_path))
+
+
+def test_measured_start_and_the_overlay_the_sweep_composes(tmp_path, monkeypatch):
+    """--start measured keeps the run's own norms; the written overlay is one WRSHook."""
+    from mmengine.config import Config
+    _work_dir(tmp_path, {k: 1.5 - k / 800 for k in range(0, 401, 50)})
+    tool = load_tool('tools/analysis/norm_schedule.py')
+    cfg = tool.schedule_from_run(str(tmp_path), start='measured', num_points=3)
+    assert cfg['points'] == [(0, 1.5), (200, 1.25), (400, 1.0)]
+    path = tmp_path / 'wrs_curve.py'
+    tool.write_overlay(str(path), cfg, 'RUN --start measured')
+    hooks = Config.fromfile(str(path)).custom_hooks
+    assert [h['type'] for h in hooks] == ['WRSHook']
+    assert TargetSchedule.from_config(hooks[0]['target_norm']).value(300) == pytest.approx(1.125)
+    # The sweep finds the study's own overlays beside the shipped ones.
+    experiments = load_tool('tools/analysis/experiments.py')
+    monkeypatch.setattr(experiments, 'OVERLAY_DIRS',
+                        (experiments.REGULARIZER_DIR, str(tmp_path)))
+    assert experiments.overlay_path('wrs_curve') == str(path)
+    assert 'wrs_curve' in experiments.regularizers() and 'wrs' in experiments.regularizers()
+    (tmp_path / 'wrs.py').write_text('')
+    with pytest.raises(ValueError, match="regularizer 'wrs': an overlay in both"):
+        experiments.overlay_path('wrs')

@@ -186,9 +186,19 @@ def test_bad_input_is_refused_with_the_reason(tool, tiny_config, tmp_path):
                        r"optimizer with 'AdamW'.*--optimizers adamw --regularizers wrs"):
         tool.main([tiny_config, '--sweep-dir', str(tmp_path), '--optimizers', 'adamw',
                    '--regularizers', 'wrs_adamw'])
-    with pytest.raises(ValueError, match=r"--regularizers adamp: the overlay sets lr=0.0001"):
-        tool.main([tiny_config, '--sweep-dir', str(tmp_path), '--lrs', '0.01',
-                   '--regularizers', 'adamp'])
+
+
+def test_overlay_optimizer_hook_trains_at_the_swept_lr(tool, tiny_config, tmp_path):
+    """adamp's ReplaceOptimizerHook sets lr=1e-4 itself: --lrs must reach it."""
+    from mmengine.config import Config
+    runs = tool.plan_grid([], [0], ['adamp', 'wrs'], lrs=[0.004])
+    sweep = tool.Sweep(tiny_config, str(tmp_path), runs)
+    hooks = {run.regularizer: Config.fromfile(sweep.composed(run)).custom_hooks for run in runs}
+    replace = [h for h in hooks['adamp'] if h['type'] == 'ReplaceOptimizerHook']
+    assert [h['lr'] for h in replace] == [0.004]
+    assert replace[0]['optimizer']['type'] == 'AdamP'
+    assert sweep.options(runs[0])[1] == 'optim_wrapper.optimizer.lr=0.004'
+    assert not any(h['type'] == 'ReplaceOptimizerHook' for h in hooks['wrs'])
 
 
 def test_resume_flag_reaches_train_py_only_for_interrupted_runs(tool, tiny_config, tmp_path):

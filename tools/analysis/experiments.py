@@ -20,6 +20,10 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 # The overlays ship inside the package (package data); the repo's
 # configs/_base_/regularizers links there, so experiment configs name them relatively.
 REGULARIZER_DIR = osp.join(REPO, 'mmwrs', 'configs', 'regularizers')
+# Overlays of the study only (e.g. a WRS target schedule measured on one of its
+# runs): not shipped, since their numbers hold for the study's schedules alone.
+STUDY_OVERLAY_DIR = osp.join(REPO, 'configs', 'study', 'overlays')
+OVERLAY_DIRS = (REGULARIZER_DIR, STUDY_OVERLAY_DIR)
 # Final metrics read back from a run; the first present in PRIMARY_METRICS is
 # what a sweep or a table reports unless told otherwise.
 METRIC_KEYS = ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP', 'mIoU', 'aAcc')
@@ -27,22 +31,25 @@ PRIMARY_METRICS = ('mIoU', 'coco/segm_mAP', 'coco/bbox_mAP')
 
 
 def regularizers() -> List[str]:
-    """Names of the regularizer overlays in ``mmwrs/configs/regularizers``."""
+    """Names of the overlays: the shipped ones, then the study's own."""
     return sorted(osp.splitext(osp.basename(p))[0]
-                  for p in glob.glob(osp.join(REGULARIZER_DIR, '*.py')))
+                  for folder in OVERLAY_DIRS for p in glob.glob(osp.join(folder, '*.py')))
 
 
 def overlay_path(regularizer: str) -> str:
-    """Absolute path of a regularizer overlay.
+    """Absolute path of a regularizer overlay (shipped, or the study's own).
 
     Raises:
-        ValueError: No overlay of that name; the message lists those that exist.
+        ValueError: No overlay of that name, or one in both folders; the
+            message lists the overlays that exist.
     """
-    path = osp.join(REGULARIZER_DIR, f'{regularizer}.py')
-    if not osp.isfile(path):
-        raise ValueError(f'regularizer {regularizer!r}: no overlay {path}; '
+    paths = [osp.join(folder, f'{regularizer}.py') for folder in OVERLAY_DIRS]
+    found = [path for path in paths if osp.isfile(path)]
+    if len(found) != 1:
+        problem = 'no overlay' if not found else 'an overlay in both'
+        raise ValueError(f'regularizer {regularizer!r}: {problem} of {paths}; '
                          f'available: {", ".join(regularizers())}')
-    return path
+    return found[0]
 
 
 def compose(config: str, regularizer: str, out_dir: str, name: Optional[str] = None,

@@ -19,6 +19,16 @@
 #   ablation-demo  the demo FCN (configs/demo, 128 px, 300 updates, where WRS trailed):
 #                  WD 5e-4 at the config's lr 0.02, WRS at lr {0.01,0.02,0.04}, and WRS
 #                  with target_norm 'init' at lr 0.02, x seeds   (15 runs, ~5 min each)
+#   methods-fcn    issue 20: every other shipped method on the tiny FCN, SGDM at the fcn-sgd
+#                  grid's lrs: WS, FixNorm, eps-shifted L2 on WS, SGDP; and AdamP at the
+#                  AdamW grid's lrs (decoupled decay 0.05, AdamW's best), x seeds
+#                                                                (45 runs, ~1.5 min each)
+#   methods-det    the same on the tiny Faster R-CNN (no AdamP)  (36 runs, ~1.7 min each)
+#   gap            the segmentor gap: weight decay's best cell (lr 0.2, wd 5e-4) with the
+#                  monitor (seed 0: its norm curve gives configs/study/overlays/
+#                  wrs_wd_curve.py), WRS at lr 0.2 with the unrescaled weights' decay at
+#                  weight decay's other values, and WRS on the measured target schedule
+#                                                                (13 runs)
 #   collect        rebuild every results.md / results.json / results.png from the
 #                  finished runs, and print the ablation table
 #   mechanism      per setting, mean over seeds: filter norm, lr/||w||^2 and grad norm near
@@ -52,6 +62,16 @@ FCN_SGD=(--optimizers sgd --lrs 0.1 0.2 0.4 --decays 1e-4 5e-4 2e-3 5e-3)
 DET_SGD=(--optimizers sgd --lrs 0.0125 0.025 0.05 --decays 5e-4 2e-3 5e-3 2e-2)
 ADAMW=(--optimizers adamw --lrs 4e-3 1e-2 2e-2 --decays 0.05 0.5)
 ABLATION_LR=0.2
+# Issue 20: the other methods over the same lr grid as WRS (each with the
+# config's decay, 2e-3, on what it does not control); SGDP and AdamP bring their
+# own optimizer (ReplaceOptimizerHook), so they sweep without --optimizers.
+METHODS=(ws fixnorm ws_eps_l2)
+FCN_LRS=(0.1 0.2 0.4)
+DET_LRS=(0.0125 0.025 0.05)
+ADAMW_LRS=(4e-3 1e-2 2e-2)
+# AdamP's decay is decoupled, as AdamW's: AdamW's best value, not the overlay's 1e-4.
+ADAMP_DECAY=custom_hooks.0.optimizer.weight_decay=0.05
+GAP_DECAYS="1e-4 5e-4 5e-3"  # weight decay's grid, less the config's own 2e-3
 VARIANTS="init_filter unit_layer init_layer half_filter"
 DEMO_FCN=configs/demo/fcn_r18-d8_shapes.py
 DEMO_LR=0.02  # the config's
@@ -157,6 +177,37 @@ run_part() {
         --regularizer-lrs $DEMO_WRS_LRS --monitor-interval 10
       by_seed $DEMO_FCN --sweep-dir $OUT/demo_fcn_ablation/init_filter --lrs $DEMO_LR \
         --decays --monitor-interval 10 --cfg-options $(variant_options init_filter) ;;
+    methods-fcn)
+      for seed in $SEEDS; do
+        sweep $FCN "${COMMON[@]}" --seeds "$seed" --sweep-dir $OUT/fcn --optimizers sgd \
+          --lrs "${FCN_LRS[@]}" --decays --regularizers "${METHODS[@]}"
+        sweep $FCN "${COMMON[@]}" --seeds "$seed" --sweep-dir $OUT/fcn \
+          --lrs "${FCN_LRS[@]}" --decays --regularizers sgdp
+        sweep $FCN "${COMMON[@]}" --seeds "$seed" --sweep-dir $OUT/fcn \
+          --lrs "${ADAMW_LRS[@]}" --decays --regularizers adamp --cfg-options $ADAMP_DECAY
+      done ;;
+    methods-det)
+      for seed in $SEEDS; do
+        sweep $DET "${COMMON[@]}" --seeds "$seed" --sweep-dir $OUT/det --optimizers sgd \
+          --lrs "${DET_LRS[@]}" --decays --regularizers "${METHODS[@]}"
+        sweep $DET "${COMMON[@]}" --seeds "$seed" --sweep-dir $OUT/det \
+          --lrs "${DET_LRS[@]}" --decays --regularizers sgdp
+      done ;;
+    gap)
+      sweep $FCN "${COMMON[@]}" --seeds 0 --sweep-dir $OUT/fcn --optimizers sgd \
+        --lrs $ABLATION_LR --decays 5e-4 --regularizers
+      # Its norms exactly (--start measured): the same effective LR on the rescaled weights.
+      "$PY" tools/analysis/norm_schedule.py $OUT/fcn/runs/sgd_lr${ABLATION_LR}_wd0.0005_seed0 \
+        --start measured --points 16 --overlay configs/study/overlays/wrs_wd_curve.py
+      for seed in $SEEDS; do
+        for wd in $GAP_DECAYS; do
+          sweep $FCN "${COMMON[@]}" --seeds "$seed" --sweep-dir $OUT/fcn_gap/wrs_wd$wd \
+            --optimizers sgd --lrs $ABLATION_LR --decays \
+            --cfg-options optim_wrapper.optimizer.weight_decay=$wd
+        done
+        sweep $FCN "${COMMON[@]}" --seeds "$seed" --sweep-dir $OUT/fcn_gap/wd_curve \
+          --optimizers sgd --lrs $ABLATION_LR --decays --regularizers wrs_wd_curve
+      done ;;
     collect)
       collect_as sgd $FCN $OUT/fcn "${FCN_SGD[@]}"
       collect_as adamw $FCN $OUT/fcn "${ADAMW[@]}"

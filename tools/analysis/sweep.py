@@ -272,34 +272,31 @@ def _check_iters(config: str, iters: int) -> None:
             '--cfg-options train_cfg.max_epochs=N instead')
 
 
-def _check_optimizer_overlays(runs: Sequence[Run]) -> None:
-    """Refuse overlays that would silently undo a swept optimizer or lr.
+def _replace_optimizer_hooks(regularizer: str) -> List[dict]:
+    """The overlay's ``ReplaceOptimizerHook`` dicts (sgdp, adamp, wrs_adamw)."""
+    from mmengine.config import Config
+    hooks = Config.fromfile(overlay_path(regularizer)).get('custom_hooks') or []
+    return [hook for hook in hooks if hook.get('type') == 'ReplaceOptimizerHook']
 
-    An overlay with a ``ReplaceOptimizerHook`` (sgdp, adamp, wrs_adamw)
-    swaps the optimizer after the config is built, and one with ``lr=`` also
-    resets the lr, so the run would not train with what its name says.
+
+def _check_optimizer_overlays(runs: Sequence[Run]) -> None:
+    """Refuse overlays that would silently undo a swept optimizer.
+
+    An overlay with a ``ReplaceOptimizerHook`` (sgdp, adamp, wrs_adamw) swaps
+    the optimizer after the config is built, so ``--optimizers`` would not
+    train what the run's name says. (A hook's own ``lr`` is swept instead:
+    :meth:`Sweep.composed`.)
 
     Raises:
         ValueError: Naming the overlay, what it replaces, and what to use.
     """
-    from mmengine.config import Config
-    for regularizer in sorted({r.regularizer for r in runs if r.optimizer or r.lr is not None}):
-        hooks = Config.fromfile(overlay_path(regularizer)).get('custom_hooks') or []
-        for hook in hooks:
-            if hook.get('type') != 'ReplaceOptimizerHook':
-                continue
-            swept = [r for r in runs if r.regularizer == regularizer]
-            if any(r.optimizer for r in swept):
-                raise ValueError(
-                    f'--regularizers {regularizer}: the overlay replaces the optimizer '
-                    f"with {hook['optimizer'].get('type')!r} (ReplaceOptimizerHook), which "
-                    'would undo --optimizers; sweep it without --optimizers, or use '
-                    '--optimizers adamw --regularizers wrs for AdamW + WRS')
-            if hook.get('lr') is not None and any(r.lr is not None for r in swept):
-                raise ValueError(
-                    f"--regularizers {regularizer}: the overlay sets lr={hook['lr']!r} "
-                    '(ReplaceOptimizerHook), which would undo --lrs; use --optimizers '
-                    'adamw --regularizers wrs --lrs ... for AdamW + WRS')
+    for regularizer in sorted({r.regularizer for r in runs if r.optimizer}):
+        for hook in _replace_optimizer_hooks(regularizer):
+            raise ValueError(
+                f'--regularizers {regularizer}: the overlay replaces the optimizer '
+                f"with {hook['optimizer'].get('type')!r} (ReplaceOptimizerHook), which "
+                'would undo --optimizers; sweep it without --optimizers, or use '
+                '--optimizers adamw --regularizers wrs for AdamW + WRS')
 
 
 def optimizer_dict(config: str, optimizer: str) -> dict:
@@ -315,6 +312,22 @@ def optimizer_dict(config: str, optimizer: str) -> dict:
         if key not in out and key in own:
             out[key] = own[key]
     return out
+
+
+def _sweep_hook_lr(path: str, lr: float) -> None:
+    """Give a composed config's ``ReplaceOptimizerHook`` the run's lr.
+
+    Such a hook (adamp, wrs_adamw) sets the base lr of the optimizer it
+    builds, which would undo ``optim_wrapper.optimizer.lr``; the run's lr
+    goes into the hook instead, so the run trains at the lr its name says.
+    """
+    from mmengine.config import Config
+    hooks = [dict(hook, lr=lr) if hook.get('type') == 'ReplaceOptimizerHook' else hook
+             for hook in Config.fromfile(path).to_dict().get('custom_hooks') or []]
+    with open(path) as f:
+        text = f.read()
+    write_atomic(path, text + f'# --lrs: the optimizer hook\'s lr (tools/analysis/sweep.py)\n'
+                 f'custom_hooks = {hooks!r}\n')
 
 
 def _append_optimizer(path: str, config: str, optimizer: str) -> None:
@@ -368,6 +381,9 @@ class Sweep:
                        name=run.name, extra_hooks=self.extra_hooks)
         if run.optimizer:
             _append_optimizer(path, self.config, run.optimizer)
+        if run.lr is not None and any(hook.get('lr') is not None
+                                      for hook in _replace_optimizer_hooks(run.regularizer)):
+            _sweep_hook_lr(path, run.lr)
         return path
 
     def options(self, run: Run) -> List[str]:
