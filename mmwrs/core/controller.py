@@ -195,8 +195,11 @@ class WRSController:
         """Real updates of each optimizer that owns controlled weights."""
         return self.steps.counts if self.steps is not None else [0]
 
-    def check_(self) -> None:
+    def check_(self, agree_across_ranks: bool = False) -> None:
         """Run the deferred checks now (before a checkpoint, at the end of training).
+
+        ``agree_across_ranks`` where every rank checks together (the end of
+        training), not where only the saving rank does (mmengine saves on rank 0).
 
         Raises:
             FloatingPointError: A controlled weight held inf/NaN since the last
@@ -204,7 +207,7 @@ class WRSController:
             RuntimeError: A controlled parameter object was replaced in the model.
         """
         for part in self._rescalers():
-            self._guarded(part.check_)
+            self._guarded(lambda: part.check_(agree_across_ranks=agree_across_ranks))
 
     def check_before_save_(self, path: Optional[str]) -> None:
         """Check, then remember ``path`` as the checkpoint now being written.

@@ -15,12 +15,12 @@ import torch
 from torch import nn
 
 from . import rescale_math as rm
+from .check_verdict import raise_if_off_target, run_check
 from .deferred_checks import DeferredChecks
 from .discovery import GRANULARITIES, DiscoveryResult, InvariantWeight, discover_scale_invariant
 from .graphed_call import GraphedCall
-from .rescale_entry import (TARGET_POLICIES, RescaleEntry, find_owners, validate_target,
-                            verify_owners)
-from .rescale_pass import report_flags, rescale_pass
+from .rescale_entry import TARGET_POLICIES, ParamOwners, RescaleEntry, validate_target
+from .rescale_pass import graph_inputs, report_flags, rescale_pass
 from .rescale_targets import TargetsMixin
 from .validation import check_check_interval, check_choice
 
@@ -75,22 +75,17 @@ class WeightRescaler(TargetsMixin):
         self.check_interval = check_check_interval('check_interval', check_interval)
         self._unchecked = 0
         self.checks = DeferredChecks()
-        self._graphed = GraphedCall(lambda: self._rescale_body(deferred=True),
-                                    self._graph_inputs, 'rescale', use_cuda_graph)
+        self.graphed = GraphedCall(lambda: self._rescale_body(deferred=True),
+                                   lambda: graph_inputs(self.entries, self._targets_cache,
+                                                        self.checks.pending),
+                                   'rescale', use_cuda_graph)
         self._stat_owners: List[Tuple[RescaleEntry, nn.Module]] = []
-        self._owners: list = []  # (entry, tensor, module, attr), once bind_model ran
-        self._model: Optional[nn.Module] = None
-        self.entries: List[RescaleEntry] = []
+        self.param_owners = ParamOwners()  # filled by bind_model
+        self.entries = [RescaleEntry.of_invariant(weight, self.target_norm, rescale_running_stats)
+                        for weight in weights]
         self.discovery: Optional[DiscoveryResult] = None
         self._targets_cache: Optional[torch.Tensor] = None
         self._units: List[int] = []
-        for weight in weights:
-            self.entries.append(RescaleEntry(
-                name=weight.name, param=weight.param, out_dim=weight.out_dim,
-                granularity=weight.granularity, num_units=weight.num_units,
-                target=self.target_norm,
-                running_stat_norms=weight.compensated_norms(self.rescale_running_stats),
-                bias=weight.bias))
 
     @classmethod
     def from_model(cls,
@@ -124,16 +119,11 @@ class WeightRescaler(TargetsMixin):
 
     @property
     def use_cuda_graph(self) -> bool:
-        return self._graphed.enabled
+        return self.graphed.enabled
 
     @use_cuda_graph.setter
     def use_cuda_graph(self, value: bool) -> None:
-        self._graphed.enabled = bool(value)
-
-    @property
-    def _graph(self):
-        """The captured CUDA graph, or ``None``."""
-        return self._graphed.graph
+        self.graphed.enabled = bool(value)
 
     def bind_model(self, model: nn.Module) -> None:
         """Remember where in ``model`` each controlled parameter lives.
@@ -143,12 +133,11 @@ class WeightRescaler(TargetsMixin):
         flattening or a master-weight copy replaces them, and rescaling the
         orphaned tensors would do nothing to the model.
         """
-        self._model = model
-        self._owners = find_owners(model, self.entries)
+        self.param_owners = ParamOwners(model, self.entries)
 
     def verify_params_(self) -> None:
         """Raise ``RuntimeError`` naming a controlled parameter the model replaced."""
-        verify_owners(self._owners)
+        self.param_owners.verify()
 
     def subset(self, entries: Sequence[RescaleEntry]) -> 'WeightRescaler':
         """A rescaler of some of these entries (the same objects: same targets).
@@ -158,9 +147,7 @@ class WeightRescaler(TargetsMixin):
         part = type(self)((), self.target_norm, self.rescale_running_stats,
                           self.check_interval, self.use_cuda_graph)
         part.entries = list(entries)
-        chosen = {id(e) for e in part.entries}
-        part._model = self._model
-        part._owners = [o for o in self._owners if id(o[0]) in chosen]
+        part.param_owners = self.param_owners.subset(part.entries)
         part.checks = DeferredChecks(self.checks.warned_zero, self.checks.warned_clamp)
         return part
 
@@ -176,12 +163,9 @@ class WeightRescaler(TargetsMixin):
             raise ValueError(f'{name} is already controlled')
         self.check_()  # recorded flags follow the unit layout, which changes here
         self.checks.reset()
-        units = param.shape[out_dim] if granularity == 'filter' else 1
-        entry = RescaleEntry(name, param, out_dim, granularity, units,
-                             validate_target(target_norm))
+        entry = RescaleEntry.held(name, param, target_norm, granularity, out_dim)
         self.entries.append(entry)
-        if self._model is not None:
-            self._owners += find_owners(self._model, [entry])
+        self.param_owners.add([entry])
         self._targets_cache = None
         return entry
 
@@ -219,51 +203,52 @@ class WeightRescaler(TargetsMixin):
         if not self.entries:
             return
         device = self.entries[0].param.device
-        interval = self._check_interval_for(device)
+        interval = self.check_interval or (1 if device.type == 'cpu' else DEFERRED_CHECK_INTERVAL)
         if interval == 1:
             self.verify_params_()
             self._rescale_body(deferred=False)
             return
         if device.type == 'cuda':
-            self._graphed(device)
+            self.graphed(device)
             self.checks.dirty = True
         else:
             self._rescale_body(deferred=True)
         self._unchecked += 1
-        if self._unchecked >= interval:
-            self.check_()
+        if self._unchecked >= interval:  # every rank counts the same rescales
+            self.check_(agree_across_ranks=True, after_rescale=True)
 
     def _rescale_body(self, deferred: bool) -> None:
         self._stat_owners = rescale_pass(self.entries, self._flat_targets, self.checks,
                                          deferred)
 
-    def _check_interval_for(self, device: torch.device) -> int:
-        if self.check_interval is not None:
-            return self.check_interval
-        return 1 if device.type == 'cpu' else DEFERRED_CHECK_INTERVAL
-
-    def _graph_inputs(self) -> Tuple[int, ...]:
-        """Addresses of every tensor a captured rescale reads or writes."""
-        tensors = [self._targets_cache, *self.checks.pending.values()]
-        for entry in self.entries:
-            tensors += [entry.param, entry.bias]
-            for norm in entry.running_stat_norms:
-                tensors += [norm.running_mean, norm.running_var]
-        return tuple(0 if t is None else t.data_ptr() for t in tensors)
-
     @torch.no_grad()
-    def check_(self) -> None:
+    def check_(self, agree_across_ranks: bool = False, after_rescale: bool = False) -> None:
         """Report what the deferred rescales met since the last check.
 
         One host synchronization (none when nothing was deferred); also
         verifies the parameter objects. Raises and warns as an immediate check
         in :meth:`rescale_` would have.
 
+        Args:
+            agree_across_ranks (bool): All ranks of the process group call this
+                check together; one all-reduce makes them all raise if one does.
+            after_rescale (bool): Called right after a rescale: also verify that
+                every usable unit is at its target (a replay that did nothing).
+
         Raises:
             FloatingPointError: If a controlled weight held inf or NaN.
-            RuntimeError: If the model replaced a controlled parameter.
+            RuntimeError: If the model replaced a controlled parameter, the
+                rescale did not reach its targets, or another rank's check failed.
         """
         self._unchecked = 0
-        self.verify_params_()
-        report_flags(self.checks.collect(), self.entries, self._units, self._stat_owners,
-                     self.checks)
+        verify_targets = after_rescale and self.checks.dirty and self._targets_cache is not None
+
+        def check():
+            self.verify_params_()
+            report_flags(self.checks.collect(), self.entries, self._units, self._stat_owners,
+                         self.checks)
+            if verify_targets:
+                raise_if_off_target(self.entries, self._targets_cache)
+
+        if self.entries:
+            run_check(check, agree_across_ranks, self.entries[0].param.device)

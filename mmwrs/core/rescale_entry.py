@@ -1,7 +1,7 @@
 """One controlled parameter, where it lives in the model, and its targets."""
 import numbers
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -49,6 +49,21 @@ class RescaleEntry:
     target: Any
     running_stat_norms: List[nn.Module] = field(default_factory=list)
     bias: Optional[nn.Parameter] = None
+
+    @classmethod
+    def of_invariant(cls, weight, target: Any, rescale_running_stats: bool) -> 'RescaleEntry':
+        """The entry of a discovered :class:`~mmwrs.core.discovery.InvariantWeight`."""
+        return cls(name=weight.name, param=weight.param, out_dim=weight.out_dim,
+                   granularity=weight.granularity, num_units=weight.num_units, target=target,
+                   running_stat_norms=weight.compensated_norms(rescale_running_stats),
+                   bias=weight.bias)
+
+    @classmethod
+    def held(cls, name: str, param: nn.Parameter, target: Any, granularity: str,
+             out_dim: int) -> 'RescaleEntry':
+        """A weight held at a norm by choice (nothing compensated: FixNorm's classifier)."""
+        units = param.shape[out_dim] if granularity == 'filter' else 1
+        return cls(name, param, out_dim, granularity, units, validate_target(target))
 
     @property
     def out_channels(self) -> int:
@@ -132,3 +147,32 @@ def verify_owners(owners) -> None:
                 'FSDP, DeepSpeed or apex O2 master weights), so the rescale would not '
                 'reach the model. Build WRS after the parameters are final; FSDP, '
                 'DeepSpeed and apex O2 are not supported.')
+
+
+class ParamOwners:
+    """Where in a model each controlled weight (and bias) lives, verified at checks.
+
+    Args:
+        model (nn.Module, optional): The model the entries' parameters belong
+            to; without one nothing is verified.
+        entries (list[RescaleEntry]): The controlled weights.
+    """
+
+    def __init__(self, model: Optional[nn.Module] = None, entries: Sequence[RescaleEntry] = ()):
+        self.model = model
+        self.owners = find_owners(model, list(entries)) if model is not None else []
+
+    def add(self, entries: Sequence[RescaleEntry]) -> None:
+        if self.model is not None:
+            self.owners += find_owners(self.model, list(entries))
+
+    def subset(self, entries: Sequence[RescaleEntry]) -> 'ParamOwners':
+        chosen = {id(entry) for entry in entries}
+        part = ParamOwners()
+        part.model = self.model
+        part.owners = [owner for owner in self.owners if id(owner[0]) in chosen]
+        return part
+
+    def verify(self) -> None:
+        """Raise ``RuntimeError`` naming a controlled parameter the model replaced."""
+        verify_owners(self.owners)

@@ -5,7 +5,7 @@ one multi-tensor op each for the weights and the running statistics; checked
 (``deferred=False``) it raises and warns right away, deferred it records flags
 for :func:`report_flags`, which raises and warns the same way later.
 """
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -104,3 +104,14 @@ def report_flags(flags: Dict[str, torch.Tensor], entries: List[RescaleEntry],
             count = int(negative.sum())
             if count:
                 checks.warn_clamped(entry, norm, count)
+
+
+def graph_inputs(entries: List[RescaleEntry], targets: Optional[torch.Tensor],
+                 pending: Dict[str, torch.Tensor]) -> Tuple[int, ...]:
+    """Addresses of every tensor a captured rescale reads or writes (its graph key)."""
+    tensors = [targets, *pending.values()]
+    for entry in entries:
+        tensors += [entry.param, entry.bias]
+        for norm in entry.running_stat_norms:
+            tensors += [norm.running_mean, norm.running_var]
+    return tuple(0 if t is None else t.data_ptr() for t in tensors)

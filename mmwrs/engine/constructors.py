@@ -16,6 +16,7 @@ from .hooks.eps_l2_hook import describe, penalty_step_pre_hook, select_targets
 from .optim_wrappers import WRSWrapperMixin
 from .param_groups import split_off_params_
 from .runner_utils import train_mode, unwrap_model
+from .unsupported import check_supported_setup
 
 # The wrapper type each stock type becomes, so that mmdet's ``train.py --amp``
 # (which sets 'AmpOptimWrapper') and mmseg's (which asserts 'OptimWrapper'
@@ -94,6 +95,7 @@ class WRSOptimWrapperConstructor:
         self.inner = build_inner_constructor(owner, cfg, paramwise_cfg)
 
     def __call__(self, model: nn.Module) -> WRSWrapperMixin:
+        check_supported_setup(model, owner=type(self).__name__)
         wrapper = self.inner(model)
         if not isinstance(wrapper, WRSWrapperMixin):
             raise TypeError(

@@ -221,7 +221,7 @@ def test_cuda_graph_rescale_follows_in_place_updates():
         rescaler.rescale_()
         for norms in rescaler.unit_norms().values():
             assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5)
-    assert rescaler._graph is not None
+    assert rescaler.graphed.graph is not None
     model[0].weight.data = model[0].weight.data * 3.0  # a new tensor
     rescaler.rescale_()
     assert torch.allclose(rescaler.unit_norms()['0.weight'], torch.ones(4, device='cuda'))
@@ -248,7 +248,7 @@ def test_set_targets_writes_in_place():
 
 def test_cuda_graph_can_be_switched_off():
     rescaler = WeightRescaler([], use_cuda_graph=False)
-    assert not rescaler.use_cuda_graph and rescaler._graph is None
+    assert not rescaler.use_cuda_graph and rescaler.graphed.graph is None
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
@@ -283,4 +283,4 @@ def test_capture_is_pinned_to_the_weights_device():
             rescaler.rescale_()
             for norms in rescaler.unit_norms().values():
                 assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5)
-    assert rescaler._graph is not None
+    assert rescaler.graphed.graph is not None

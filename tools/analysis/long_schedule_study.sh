@@ -29,6 +29,9 @@
 #                  wrs_wd_curve.py), WRS at lr 0.2 with the unrescaled weights' decay at
 #                  weight decay's other values, and WRS on the measured target schedule
 #                                                                (13 runs)
+#   fixnorm-cls    FixNorm's classifier norm (the overlay's 'init' is the stock head's
+#                  tiny init norm): the tiny FCN at lr 0.2, classifier norm 1 and 4 x seeds
+#                                                                (6 runs)
 #   collect        rebuild every results.md / results.json / results.png from the
 #                  finished runs, and print the ablation table
 #   mechanism      per setting, mean over seeds: filter norm, lr/||w||^2 and grad norm near
@@ -72,6 +75,7 @@ ADAMW_LRS=(4e-3 1e-2 2e-2)
 # AdamP's decay is decoupled, as AdamW's: AdamW's best value, not the overlay's 1e-4.
 ADAMP_DECAY=custom_hooks.0.optimizer.weight_decay=0.05
 GAP_DECAYS="1e-4 5e-4 5e-3"  # weight decay's grid, less the config's own 2e-3
+FIXNORM_CLASSIFIER_NORMS="1 4"  # fixnorm_tune.py's base norm and its largest
 VARIANTS="init_filter unit_layer init_layer half_filter"
 DEMO_FCN=configs/demo/fcn_r18-d8_shapes.py
 DEMO_LR=0.02  # the config's
@@ -207,6 +211,14 @@ run_part() {
         done
         sweep $FCN "${COMMON[@]}" --seeds "$seed" --sweep-dir $OUT/fcn_gap/wd_curve \
           --optimizers sgd --lrs $ABLATION_LR --decays --regularizers wrs_wd_curve
+      done ;;
+    fixnorm-cls)
+      for seed in $SEEDS; do
+        for norm in $FIXNORM_CLASSIFIER_NORMS; do
+          sweep $FCN "${COMMON[@]}" --seeds "$seed" --sweep-dir $OUT/fcn_gap/fixnorm_cls$norm \
+            --optimizers sgd --lrs $ABLATION_LR --decays --regularizers fixnorm \
+            --cfg-options custom_hooks.0.classifier_norm=$norm
+        done
       done ;;
     collect)
       collect_as sgd $FCN $OUT/fcn "${FCN_SGD[@]}"

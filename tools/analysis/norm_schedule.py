@@ -14,7 +14,9 @@ config for ``tools/analysis/sweep.py``)::
 """
 import argparse
 import os.path as osp
+import pprint
 import sys
+import textwrap
 from typing import Union
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -62,11 +64,19 @@ def main():
 
 def write_overlay(path: str, target_norm: dict, command: str) -> None:
     """A regularizer overlay: the wrs overlay's WRSHook on this schedule."""
+    hook_indent = ' ' * len('custom_hooks = [dict(')
+    value_indent = hook_indent + ' ' * len('target_norm=')
+    # pprint wraps the points list so the file stays within the linted line length.
+    schedule = pprint.pformat(target_norm, width=99 - len(value_indent),
+                              sort_dicts=False)
+    command_lines = textwrap.wrap(f'python tools/analysis/norm_schedule.py {command}', 90,
+                                  break_on_hyphens=False)
+    value = schedule.replace('\n', '\n' + value_indent)
     text = ('# WRS with a target-norm schedule measured on a weight-decay run; written by\n'
-            f'#   python tools/analysis/norm_schedule.py {command}\n'
-            "custom_imports = dict(imports=['mmwrs'], allow_failed_imports=False)\n"
-            f"custom_hooks = [dict(type='WRSHook', granularity='filter',\n"
-            f'                     target_norm={target_norm!r})]\n')
+            + ''.join(f'#   {line}\n' for line in command_lines)
+            + "custom_imports = dict(imports=['mmwrs'], allow_failed_imports=False)\n"
+            "custom_hooks = [dict(type='WRSHook', granularity='filter',\n"
+            f'{hook_indent}target_norm={value})]\n')
     write_atomic(path, text)
 
 

@@ -10,6 +10,7 @@ from mmwrs.core.controller import WRSController
 from ..base_check import dropped_hooks
 from ..runner_utils import (discovery_forward, is_training_run, optim_wrappers_of, optimizers_of,
                             split_off_in_runner_, train_mode, unwrap_model, updates_per_epoch)
+from ..unsupported import check_supported_setup
 
 
 @HOOKS.register_module()
@@ -70,6 +71,8 @@ class WRSHook(Hook):
                 f'{type(self).__name__}: the optimizer wrapper already applies WRS '
                 "(optim_wrapper.constructor='WRSOptimWrapperConstructor'); use the "
                 'hook or the constructor, not both')
+        for wrapper in list(optim_wrappers_of(runner).values()) or [None]:
+            check_supported_setup(runner.model, wrapper, type(self).__name__)
         dropped = dropped_hooks(runner.cfg)
         if dropped:
             # A list in the config replaces the base's: this is the one place
@@ -103,7 +106,7 @@ class WRSHook(Hook):
         # The last rescales' deferred checks: a run that diverged in its last
         # few updates must not end as if it succeeded.
         try:
-            self.controller.check_()
+            self.controller.check_(agree_across_ranks=True)
         finally:
             self.controller.stop()
 
