@@ -13,6 +13,8 @@
 #   fcn-adamw      tiny FCN, AdamW: lr {4e-3,1e-2,2e-2} x wd {0.05,0.5}, and AdamW + WRS at
 #                  the same lrs, x seeds                         (27 runs)
 #   det-adamw      tiny Faster R-CNN, the same AdamW grid        (18 runs)
+#   fcn-adamw-up   the tiny FCN's AdamW grid one lr up (4e-2), where weight decay's best
+#                  (2e-2) sat at the grid's edge                 (9 runs)
 #   ablation-fcn   tiny FCN, WRS at lr 0.2: target_norm 'init' vs 1.0 x filter vs
 #                  layer, and target_norm 0.5 (filter) (the 1.0/filter cell and lr
 #                  x0.5/x2 are in fcn-sgd)                       (12 runs)
@@ -32,6 +34,9 @@
 #   fixnorm-cls    FixNorm's classifier norm (the overlay's 'init' is the stock head's
 #                  tiny init norm): the tiny FCN at lr 0.2, classifier norm 1 and 4 x seeds
 #                                                                (6 runs)
+#   eps-lam-fcn    the eps-shifted L2's lam (eps_l2.py: 1e-4) at 1e-5 and 1e-3, on WS, at
+#                  the tiny FCN's best ws_eps_l2 lr (0.4)       (6 runs)
+#   eps-lam-det    the same on the tiny Faster R-CNN at its best lr (0.025) (6 runs)
 #   collect        rebuild every results.md / results.json / results.png from the
 #                  finished runs, and print the ablation table
 #   mechanism      per setting, mean over seeds: filter norm, lr/||w||^2 and grad norm near
@@ -64,6 +69,7 @@ DEMO_FCN=configs/demo/fcn_r18-d8_shapes.py
 FCN_SGD=(--optimizers sgd --lrs 0.1 0.2 0.4 --decays 1e-4 5e-4 2e-3 5e-3)
 DET_SGD=(--optimizers sgd --lrs 0.0125 0.025 0.05 --decays 5e-4 2e-3 5e-3 2e-2)
 ADAMW=(--optimizers adamw --lrs 4e-3 1e-2 2e-2 --decays 0.05 0.5)
+ADAMW_UP=(--optimizers adamw --lrs 4e-2 --decays 0.05 0.5)
 ABLATION_LR=0.2
 # Issue 20: the other methods over the same lr grid as WRS (each with the
 # config's decay, 2e-3, on what it does not control); SGDP and AdamP bring their
@@ -75,6 +81,7 @@ ADAMW_LRS=(4e-3 1e-2 2e-2)
 # AdamP's decay is decoupled, as AdamW's: AdamW's best value, not the overlay's 1e-4.
 ADAMP_DECAY=custom_hooks.0.optimizer.weight_decay=0.05
 GAP_DECAYS="1e-4 5e-4 5e-3"  # weight decay's grid, less the config's own 2e-3
+EPS_LAMS="1e-5 1e-3"  # eps_l2.py's 1e-4 x0.1 and x10
 FIXNORM_CLASSIFIER_NORMS="1 4"  # fixnorm_tune.py's base norm and its largest
 VARIANTS="init_filter unit_layer init_layer half_filter"
 DEMO_FCN=configs/demo/fcn_r18-d8_shapes.py
@@ -160,6 +167,17 @@ for path in sys.argv[1:]:
 EOF
 }
 
+eps_lams() {  # CONFIG SWEEP_DIR LR: ws_eps_l2 at lr with the penalty's lam swept
+  local config=$1 dir=$2 lr=$3
+  for seed in $SEEDS; do
+    for lam in $EPS_LAMS; do
+      # custom_hooks.1: ws_eps_l2.py lists the WS hook first, the penalty second.
+      sweep $config "${COMMON[@]}" --seeds "$seed" --sweep-dir $dir/lam$lam --optimizers sgd \
+        --lrs $lr --decays --regularizers ws_eps_l2 --cfg-options custom_hooks.1.lam=$lam
+    done
+  done
+}
+
 run_part() {
   case $1 in
     data)
@@ -169,6 +187,7 @@ run_part() {
     det-sgd) by_seed $DET --sweep-dir $OUT/det "${DET_SGD[@]}" ;;
     fcn-adamw) by_seed $FCN --sweep-dir $OUT/fcn "${ADAMW[@]}" ;;
     det-adamw) by_seed $DET --sweep-dir $OUT/det "${ADAMW[@]}" ;;
+    fcn-adamw-up) by_seed $FCN --sweep-dir $OUT/fcn "${ADAMW_UP[@]}" ;;
     ablation-fcn)
       for v in $VARIANTS; do
         # shellcheck disable=SC2046
@@ -220,6 +239,8 @@ run_part() {
             --cfg-options custom_hooks.0.classifier_norm=$norm
         done
       done ;;
+    eps-lam-fcn) eps_lams $FCN $OUT/fcn_eps_lam 0.4 ;;
+    eps-lam-det) eps_lams $DET $OUT/det_eps_lam 0.025 ;;
     collect)
       collect_as sgd $FCN $OUT/fcn "${FCN_SGD[@]}"
       collect_as adamw $FCN $OUT/fcn "${ADAMW[@]}"
@@ -263,9 +284,11 @@ run_part() {
       plot_adamw fcn
       plot_adamw det ;;
     *) echo "unknown part '$1'; parts: data fcn-sgd det-sgd fcn-adamw det-adamw" \
-         "ablation-fcn collect mechanism plots" >&2; exit 2 ;;
+         "fcn-adamw-up ablation-fcn ablation-demo methods-fcn methods-det gap fixnorm-cls" \
+         "eps-lam-fcn eps-lam-det" \
+         "collect mechanism plots" >&2; exit 2 ;;
   esac
 }
 
-[ $# -gt 0 ] || { sed -n '2,36p' "$0"; exit 2; }
+[ $# -gt 0 ] || { sed -n '2,/^set /{/^#/p}' "$0"; exit 2; }
 for part in "$@"; do run_part "$part"; done
