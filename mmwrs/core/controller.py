@@ -25,7 +25,8 @@ from .report import format_report
 from .rescale import WeightRescaler, validate_target
 from .selection import add_fixed_norm_layers, nothing_invariant_message, warn_unmatched_patterns
 from .target_schedule import TargetSchedule
-from .validation import check_check_interval, check_choice, check_positive_int, compile_patterns
+from .validation import (check_bool, check_check_interval, check_choice, check_positive_int,
+                         compile_patterns)
 
 ON_EMPTY = ('error', 'warn')
 
@@ -60,6 +61,9 @@ class WRSController:
             :class:`~mmwrs.core.WeightRescaler`); ``None``: every rescale on
             the CPU, every 50th on GPUs, where the rescale between checks is a
             CUDA-graph replay.
+        use_cuda_graph (bool): On GPUs, replay the rescales between checks
+            from a CUDA graph (``False``: launch them eagerly each time; the
+            checks are the same).
         owner (str): Name used in messages (the config type the user wrote).
     """
 
@@ -74,6 +78,7 @@ class WRSController:
                  fixed_norm_layers: Optional[Dict[str, Union[float, str]]] = None,
                  on_empty: str = 'error',
                  check_interval: Optional[int] = None,
+                 use_cuda_graph: bool = True,
                  owner: str = 'WRS'):
         self.owner = owner
         self.granularity = check_choice(f'{owner}: granularity', granularity, GRANULARITIES)
@@ -94,6 +99,7 @@ class WRSController:
         self.decay_rescaled = decay_rescaled
         self.rescale_running_stats = rescale_running_stats
         self.check_interval = check_check_interval(f'{owner}: check_interval', check_interval)
+        self.use_cuda_graph = check_bool(f'{owner}: use_cuda_graph', use_cuda_graph)
         self.rescaler: Optional[WeightRescaler] = None
         self.scheduled: Tuple[str, ...] = ()  # the discovered weights' names
         # The last checkpoint written (named when a check finds a diverged
@@ -142,7 +148,7 @@ class WRSController:
             model, forward_fn, granularity=self.granularity, include=self.include,
             exclude=self.exclude, target_norm=self.target_norm,
             rescale_running_stats=self.rescale_running_stats,
-            check_interval=self.check_interval)
+            check_interval=self.check_interval, use_cuda_graph=self.use_cuda_graph)
         self.scheduled = tuple(e.name for e in self.rescaler.entries)
         add_fixed_norm_layers(self.rescaler, model, self.fixed_norm_layers)
         warn_unmatched_patterns(model, self.owner, warn, include=self.include,

@@ -14,9 +14,12 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 # The experiment matrix (configs/<model>/) is covered by test_experiments.py,
 # which builds each of its stock models once instead of 66 times.
 EXPERIMENT_CONFIGS = {osp.join(REPO, e.path) for e in experiments()}
+# Overlays (the shipped regularizers and the study's own) have no model of
+# their own: they are tested composed with stock configs below.
+OVERLAYS = sorted(glob.glob(osp.join(REPO, 'configs', '_base_', 'regularizers', '*.py'))
+                  + glob.glob(osp.join(REPO, 'configs', 'study', 'overlays', '*.py')))
 CONFIGS = sorted(p for p in glob.glob(osp.join(REPO, 'configs', '**', '*.py'), recursive=True)
-                 if '/_base_/' not in p and p not in EXPERIMENT_CONFIGS)
-OVERLAYS = sorted(glob.glob(osp.join(REPO, 'configs', '_base_', 'regularizers', '*.py')))
+                 if '/_base_/' not in p and p not in EXPERIMENT_CONFIGS and p not in OVERLAYS)
 STOCK = ['mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py',
          'mmseg::deeplabv3plus/deeplabv3plus_r50-d8_4xb4-80k_ade20k-512x512.py']
 

@@ -1,5 +1,9 @@
 """The controller's guards: checks before saves, replaced parameters, several
 optimizers, fused-optimizer AMP skips (issue 19), on the CPU."""
+import inspect
+import os.path as osp
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -104,3 +108,23 @@ def test_fused_optimizer_amp_skip_neither_rescales_nor_counts():
     assert scaler.get_scale() < 65536.0  # the scaler saw the inf
     assert controller.num_updates == 0
     assert torch.equal(model[0].weight, before)
+
+
+def test_use_cuda_graph_reaches_the_rescaler_and_is_validated():
+    """The off switch of the graph replay: a config option, not only a
+    WeightRescaler argument (the off-target error tells users to set it)."""
+    model, x = _branch(0), torch.randn(2, 3, 8, 8)
+    assert _controller(model, x).rescaler.use_cuda_graph
+    assert not _controller(model, x, use_cuda_graph=False).rescaler.use_cuda_graph
+    with pytest.raises(ValueError, match=r"use_cuda_graph must be True or False, got 'no'"):
+        WRSController(use_cuda_graph='no')
+
+
+def test_every_option_has_a_row_in_the_readme_options_table():
+    """A new option of the hook and the constructor is documented where users look."""
+    readme = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'README.md')
+    with open(readme) as f:
+        first_cells = re.findall(r'^\| ([^|]+) \|', f.read(), re.M)
+    documented = {name for cell in first_cells for name in re.findall(r'`(\w+)`', cell)}
+    options = set(inspect.signature(WRSController.__init__).parameters) - {'self', 'owner'}
+    assert options - documented == set()

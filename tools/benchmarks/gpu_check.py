@@ -318,7 +318,7 @@ def deferred_agreement(device, size) -> Dict[str, Any]:
     for (name, a), b in zip(pairs[0][0].state_dict().items(), pairs[1][0].state_dict().values()):
         if a.is_floating_point():
             worst = max(worst, float((a - b).abs().max() / a.abs().max().clamp_min(1e-30)))
-    graphed = pairs[1][1]._graph is not None
+    graphed = pairs[1][1].graphed.graph is not None
     return {'deferred_uses_cuda_graph': graphed, 'deferred_vs_immediate_max_rel_diff': worst}
 
 

@@ -37,8 +37,8 @@ class WRSHook(Hook):
         **kwargs: The options of :class:`~mmwrs.core.WRSController`:
             ``granularity``, ``target_norm``, ``interval``, ``include``,
             ``exclude``, ``decay_rescaled``, ``rescale_running_stats``,
-            ``fixed_norm_layers``, ``on_empty``, ``check_interval``.
-            ``target_norm`` may be a schedule, e.g.
+            ``fixed_norm_layers``, ``on_empty``, ``check_interval``,
+            ``use_cuda_graph``. ``target_norm`` may be a schedule, e.g.
             ``dict(type='linear', start=1.0, end=0.5, end_at=12, by_epoch=True)``
             (epochs are passes over the train dataloader).
     """
