@@ -39,6 +39,9 @@
 #   eps-lam-det    the same on the tiny Faster R-CNN at its best lr (0.025) (6 runs)
 #   collect        rebuild every results.md / results.json / results.png from the
 #                  finished runs, and print the ablation table
+#   methods-table  after collect: issue 20's table, one row per method (best / worst /
+#                  median / spread, best vs weight decay's best), per model and optimizer,
+#                  into docs/study/{fcn,det}_methods_sgd.md and fcn_methods_adamw.md
 #   mechanism      per setting, mean over seeds: filter norm, lr/||w||^2 and grad norm near
 #                  the end of the constant-lr phase over their values near its start
 #   plots          the mechanism figures (norm, lr/||w||^2, grad norm, angle, training
@@ -101,12 +104,33 @@ by_seed() {  # CONFIG [sweep.py options, which override COMMON's]
 }
 all_seeds() { echo --seeds 0 1 2; }
 # results.{md,json,png} of one optimizer's grid -> results_<name>.*
-collect_as() {
+collect_named() {  # NAME CONFIG DIR [sweep.py grid options]
   local name=$1 config=$2 dir=$3
   shift 3
+  [ -d "$dir" ] || return 0
   # shellcheck disable=SC2046
-  sweep "$config" --sweep-dir "$dir" "$@" $(all_seeds) --regularizers wrs --collect >/dev/null
+  sweep "$config" --sweep-dir "$dir" "$@" $(all_seeds) --collect >/dev/null
   for f in md json png; do mv "$dir/results.$f" "$dir/results_$name.$f"; done
+}
+collect_as() { collect_named "$@" --regularizers wrs; }  # a weight-decay grid and WRS
+# The issue-20 table of one model (MODEL CONFIG LRS...): every method's sweep
+# collected, then one row per method into docs/study/MODEL_methods_sgd.md.
+methods_table() {
+  local model=$1 config=$2 dir=$OUT/$1 lam_dir=$OUT/$1_eps_lam best_eps_lr=$3 lams=()
+  shift 3
+  collect_named sgd_methods $config $dir --optimizers sgd --lrs "$@" --decays \
+    --regularizers "${METHODS[@]}"
+  collect_named sgdp $config $dir --lrs "$@" --decays --regularizers sgdp
+  for lam in $EPS_LAMS; do
+    collect_named lam $config $lam_dir/lam$lam --optimizers sgd --lrs $best_eps_lr --decays \
+      --regularizers ws_eps_l2
+    [ -f $lam_dir/lam$lam/results_lam.json ] \
+      && lams+=("$lam_dir/lam$lam/results_lam.json:sgd+ws_eps_l2 (lam $lam)")
+  done
+  mkdir -p docs/study
+  "$PY" tools/analysis/methods_table.py $dir/results_sgd.json $dir/results_sgd_methods.json \
+    $dir/results_sgdp.json "${lams[@]}" --reference sgdp=sgd+wd --digits 4 \
+    | tee docs/study/${model}_methods_sgd.md
 }
 # Training-set curves beside the monitor's: the loss and the training batches'
 # accuracy (segmentor: pixel accuracy of the decode head; detector: the RoI
@@ -266,6 +290,14 @@ run_part() {
         echo "## Ablation, demo FCN"
         ablation_table $OUT/demo_fcn/results.json $OUT/demo_fcn_ablation/init_filter/results.json
       fi ;;
+    methods-table)  # after collect: docs/study/*_methods_*.md
+      methods_table fcn $FCN 0.4 "${FCN_LRS[@]}"
+      methods_table det $DET 0.025 "${DET_LRS[@]}"
+      collect_named adamw_up $FCN $OUT/fcn "${ADAMW_UP[@]}" --regularizers wrs
+      collect_named adamp $FCN $OUT/fcn --lrs "${ADAMW_LRS[@]}" --decays --regularizers adamp
+      "$PY" tools/analysis/methods_table.py $OUT/fcn/results_adamw.json \
+        $OUT/fcn/results_adamw_up.json $OUT/fcn/results_adamp.json \
+        --reference adamp=adamw+wd --digits 4 | tee docs/study/fcn_methods_adamw.md ;;
     mechanism)
       # Constant-lr phases: segmentor 100-1200, detector 100-600 (warm-up, x0.1 after).
       for runs in '^sgd_lr0.2_' '^adamw_lr0.004_'; do
@@ -286,7 +318,7 @@ run_part() {
     *) echo "unknown part '$1'; parts: data fcn-sgd det-sgd fcn-adamw det-adamw" \
          "fcn-adamw-up ablation-fcn ablation-demo methods-fcn methods-det gap fixnorm-cls" \
          "eps-lam-fcn eps-lam-det" \
-         "collect mechanism plots" >&2; exit 2 ;;
+         "collect methods-table mechanism plots" >&2; exit 2 ;;
   esac
 }
 
