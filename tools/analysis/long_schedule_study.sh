@@ -107,7 +107,7 @@ all_seeds() { echo --seeds 0 1 2; }
 collect_named() {  # NAME CONFIG DIR [sweep.py grid options]
   local name=$1 config=$2 dir=$3
   shift 3
-  [ -d "$dir" ] || return 0
+  [ -d "$dir" ] || { echo "[study] $name: no runs in $dir (not run yet), not collected" >&2; return 0; }
   # shellcheck disable=SC2046
   sweep "$config" --sweep-dir "$dir" "$@" $(all_seeds) --collect >/dev/null
   for f in md json png; do mv "$dir/results.$f" "$dir/results_$name.$f"; done

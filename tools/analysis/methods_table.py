@@ -8,8 +8,9 @@ decay with the same optimizer, with the standard error from the two cells'
 seed stds (:func:`sweep.method_summary`)::
 
     python tools/analysis/methods_table.py \\
-        work_dirs/study/det/results_sgd.json work_dirs/study/det/results_methods.json \\
-        'work_dirs/study/det_eps_lam/lam1e-05/results.json:sgd+ws_eps_l2 (lam 1e-5)' \\
+        work_dirs/study/det/results_sgd.json work_dirs/study/det/results_sgd_methods.json \\
+        work_dirs/study/det/results_sgdp.json \\
+        'work_dirs/study/det_eps_lam/lam1e-5/results_lam.json:sgd+ws_eps_l2 (lam 1e-5)' \\
         --reference sgdp=sgd+wd
 
 ``PATH:LABEL`` names every method of that file ``LABEL`` (sweeps of one method
@@ -24,7 +25,7 @@ import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from sweep import method_summary  # noqa: E402
+from sweep import best_vs_best, method_summary  # noqa: E402
 
 
 def parse_source(text: str) -> Tuple[str, Optional[str]]:
@@ -63,10 +64,7 @@ def compare(methods: Dict[str, dict], references: Dict[str, str]) -> Dict[str, d
         a, b = methods[name]['best'], methods[reference]['best']
         if a is None or b is None:
             continue
-        error = (((a['std'] ** 2 / a['seeds']) + (b['std'] ** 2 / b['seeds'])) ** 0.5
-                 if a['std'] is not None and b['std'] is not None else None)
-        methods[name]['vs_wd'] = dict(difference=a['mean'] - b['mean'], error=error,
-                                      reference=reference)
+        methods[name]['vs_wd'] = dict(best_vs_best(a, b), reference=reference)
     return methods
 
 

@@ -717,11 +717,16 @@ def method_summary(settings: Dict[str, dict]) -> Dict[str, dict]:
         if summary['regularizer'] == 'wd' or reference is None or not (
                 summary['best'] and reference['best']):
             continue
-        a, b = summary['best'], reference['best']
-        error = (math.sqrt(a['std'] ** 2 / a['seeds'] + b['std'] ** 2 / b['seeds'])
-                 if a['std'] is not None and b['std'] is not None else None)
-        summary['vs_wd'] = dict(difference=a['mean'] - b['mean'], error=error)
+        summary['vs_wd'] = best_vs_best(summary['best'], reference['best'])
     return methods
+
+
+def best_vs_best(a: dict, b: dict) -> dict:
+    """``a``'s mean minus ``b``'s, with the standard error from their seed stds
+    (None when either has one seed)."""
+    error = (math.sqrt(a['std'] ** 2 / a['seeds'] + b['std'] ** 2 / b['seeds'])
+             if a['std'] is not None and b['std'] is not None else None)
+    return dict(difference=a['mean'] - b['mean'], error=error)
 
 
 def method_table(methods: Dict[str, dict], metric: str) -> str:
