@@ -3,7 +3,7 @@
 mmwrs is a plugin: it declares the ranges it works with, not a stack. torch (and
 the mmcv built for it) are the user's: ``pip install mmwrs`` never replaces them.
 The exact stacks CI builds and tests are in requirements/constraints/ and are used
-only by tools/setup_env.sh. Keep these ranges in step with mmwrs/compat.py
+only by tools/setup_env.sh. Keep these ranges in step with mmwrs/compat/versions.py
 (SUPPORTED, checked on import) and the README's compatibility table.
 """
 import os.path as osp

@@ -1,15 +1,17 @@
 """Builders of real stock models and small inputs, for tests and benchmarks.
 
 Models come from the stock mmdet / mmseg configs with pretrained weights
-switched off (these machines cannot download them).
+switched off (these machines cannot download them). mmengine is imported by the
+builders that need it: the plain-torch helpers (:func:`randomize_norm_stats_`,
+:func:`conv_norm_pair`) serve the CUDA tests on a machine with torch alone.
 """
 import copy
-from typing import Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 import torch
-from mmengine.config import Config
-from mmengine.hub import get_config
-from mmengine.registry import init_default_scope
+
+if TYPE_CHECKING:
+    from mmengine.config import Config
 
 STOCK_DETECTORS = {
     'faster_rcnn': 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py',
@@ -23,7 +25,7 @@ STOCK_SEGMENTORS = {
 }
 
 
-def codebase_of(cfg: Config) -> str:
+def codebase_of(cfg: 'Config') -> str:
     """'mmdet' or 'mmseg', from the config's default scope."""
     scope = cfg.get('default_scope')
     if scope not in ('mmdet', 'mmseg'):
@@ -43,9 +45,10 @@ def without_pretrained(model_cfg: Dict[str, Any]) -> Dict[str, Any]:
     return model_cfg
 
 
-def build_model_from_cfg(cfg: Config) -> torch.nn.Module:
+def build_model_from_cfg(cfg: 'Config') -> torch.nn.Module:
     """Build ``cfg.model`` with the registry of the config's codebase."""
     scope = codebase_of(cfg)
+    from mmengine.registry import init_default_scope
     init_default_scope(scope)
     if scope == 'mmdet':
         from mmdet.registry import MODELS
@@ -56,6 +59,8 @@ def build_model_from_cfg(cfg: Config) -> torch.nn.Module:
 
 def build_stock_model(config: str, cfg_options: Optional[dict] = None) -> torch.nn.Module:
     """Build a stock model from ``mmdet::...`` / ``mmseg::...`` config name."""
+    from mmengine.config import Config
+    from mmengine.hub import get_config
     cfg = get_config(config) if '::' in config else Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
@@ -123,6 +128,20 @@ def randomize_norm_stats_(model: torch.nn.Module, seed: int = 0) -> None:
                     tensor.copy_(0.5 + noise)
                 else:
                     tensor.copy_(noise - 0.5)
+
+
+def conv_norm_pair(norm_eval: bool = True, seed: int = 0) -> torch.nn.Module:
+    """Conv -> BatchNorm (eval-mode when ``norm_eval``), conv -> GroupNorm, with
+    non-trivial norm statistics: the smallest model with both compensations."""
+    from torch import nn
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4),
+                          nn.Conv2d(4, 6, 1, bias=False), nn.GroupNorm(2, 6))
+    randomize_norm_stats_(model)
+    model.train()
+    if norm_eval:
+        model[1].eval()
+    return model
 
 
 def traced_faster_rcnn(device='cpu'):

@@ -91,13 +91,15 @@ def test_fixes_applied_on_import_match_this_stack():
         from mmengine.fileio.backends import local_backend
         from mmengine.logging import HistoryBuffer
         from mmwrs import compat
+        from mmwrs.compat.atomic_checkpoints import atomic_put
+        from mmwrs.compat.history_buffer import getstate_without_builtin_statistics
         allowed = (HistoryBuffer in torch.serialization.get_safe_globals()
                    if hasattr(torch.serialization, 'get_safe_globals') else False)
         print('allow-list', allowed)
-        print('getstate', HistoryBuffer.__getstate__ is compat._history_buffer_getstate)
-        print('atomic-put', local_backend.LocalBackend.put is compat._atomic_put)
+        print('getstate', HistoryBuffer.__getstate__ is getstate_without_builtin_statistics)
+        print('atomic-put', local_backend.LocalBackend.put is atomic_put)
         compat.apply_tool_fixes()
-        print('atomic-put after tool fixes', local_backend.LocalBackend.put is compat._atomic_put)
+        print('atomic-put after tool fixes', local_backend.LocalBackend.put is atomic_put)
     ''')
     assert result.returncode == 0, result.stderr
     lines = dict(line.rsplit(' ', 1) for line in result.stdout.strip().splitlines())
@@ -115,16 +117,38 @@ def test_mmengine_fixes_stay_off_outside_the_versions_they_were_written_for(monk
     from mmengine.logging import HistoryBuffer
     from mmengine.runner import Runner
 
-    from mmwrs import resume_guard
     getstate, init_dist = HistoryBuffer.__getstate__, utils._init_dist_pytorch
     resume = Runner.resume
     monkeypatch.setattr(mmengine, '__version__', '0.11.0')
     assert compat.picklable_history_buffers() is False
     assert compat.cpu_distributed_init() is False
     assert compat.kill_safe_checkpoints() is False
-    assert resume_guard.guard_resume() is False
+    assert compat.guard_resume() is False
     assert HistoryBuffer.__getstate__ is getstate
     assert utils._init_dist_pytorch is init_dist and Runner.resume is resume
+
+
+def test_a_fix_applies_once_and_only_in_its_range(monkeypatch):
+    import mmengine
+
+    from mmwrs.compat import patching
+    calls = []
+    needed = [True]
+
+    @patching.version_fix('mmengine', '0.10.0', '0.11.0', needed=lambda: needed[0])
+    def example_fix():
+        calls.append(1)
+
+    needed[0] = False
+    assert example_fix() is False and calls == []
+    needed[0] = True
+    assert example_fix() is True and example_fix() is True and calls == [1]
+    assert 'test_compat.test_a_fix_applies_once_and_only_in_its_range.<locals>.example_fix' \
+        in patching.installed
+    monkeypatch.setattr(mmengine, '__version__', '0.11.0')
+    assert example_fix() is False and calls == [1]
+    # Every fix mmwrs ships goes through the same mechanism.
+    assert all(hasattr(fix, '__wrapped__') for fix in compat.FIXES_ON_IMPORT + compat.TOOL_FIXES)
 
 
 def test_torch_2_1_style_loading_still_reads_checkpoints(tmp_path):

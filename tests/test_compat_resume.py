@@ -1,10 +1,10 @@
-"""Resuming under another regularizer stops with a clear message (mmwrs.resume_guard)."""
+"""Resuming under another regularizer stops with a clear message (mmwrs.compat.resume_guard)."""
 import pytest
 import torch
 from mmengine.runner import Runner
 
+from mmwrs.compat.resume_guard import check_same_regularizer, regularizers_in
 from mmwrs.launch import register_codebase
-from mmwrs.resume_guard import check_same_regularizer, regularizers_in
 
 from conftest import SEG_DEMO
 

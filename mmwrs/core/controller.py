@@ -1,18 +1,14 @@
 """WRS as a policy over a model and its optimizers: options, discovery, schedule.
 
-Pure PyTorch. The mmengine forms of WRS (the hook, and the optimizer-wrapper
-constructor with its wrappers) differ only in where they plug into the Runner;
-what they do is written once here:
-
-1. :meth:`WRSController.discover` finds the scale-invariant weights from one
-   forward pass and adds the weights held at a fixed norm by choice;
-2. the adapter gives those weights param groups with :attr:`group_overrides`;
-3. :meth:`WRSController.start` brings them to their targets (or restores a
-   resumed state) and hangs the rescale on each optimizer's own step (see
-   :mod:`~mmwrs.core.optimizer_steps`), following a target schedule if given;
-   :meth:`WRSController.check_` runs the deferred checks before every
-   checkpoint and at the end of training;
-4. :meth:`state_dict` / :meth:`load_state_dict` carry it across a resume.
+Pure PyTorch, written once for both mmengine forms (the hook; the optimizer-wrapper
+constructor with its wrappers), which differ only in where they plug in:
+:meth:`WRSController.discover` finds the scale-invariant weights from one forward
+pass (plus the weights held at a fixed norm by choice); the adapter gives them
+param groups with :attr:`group_overrides`; :meth:`WRSController.start` brings
+them to target (or restores a resumed state) and hangs the rescale on each
+optimizer's own step (:mod:`~mmwrs.core.optimizer_steps`); :meth:`check_` runs the
+deferred checks before every checkpoint and at the end of training;
+:meth:`state_dict` / :meth:`load_state_dict` carry it across a resume.
 """
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -23,7 +19,8 @@ from .discovery import GRANULARITIES
 from .optimizer_steps import OptimizerSteps
 from .report import format_report
 from .rescale import WeightRescaler, validate_target
-from .selection import add_fixed_norm_layers, nothing_invariant_message, warn_unmatched_patterns
+from .selection import (add_fixed_norm_layers, check_fixed_norm_layers, nothing_invariant_message,
+                        warn_unmatched_patterns)
 from .target_schedule import TargetSchedule
 from .validation import (check_bool, check_check_interval, check_choice, check_positive_int,
                          compile_patterns)
@@ -92,10 +89,7 @@ class WRSController:
         compile_patterns(include, 'include')
         compile_patterns(exclude, 'exclude')
         self.include, self.exclude = list(include or []) or None, list(exclude or []) or None
-        self.fixed_norm_layers = dict(fixed_norm_layers or {})
-        for pattern, norm in self.fixed_norm_layers.items():
-            compile_patterns([pattern], 'fixed_norm_layers')
-            validate_target(norm, f'fixed_norm_layers[{pattern!r}]')
+        self.fixed_norm_layers = check_fixed_norm_layers(fixed_norm_layers)
         self.decay_rescaled = decay_rescaled
         self.rescale_running_stats = rescale_running_stats
         self.check_interval = check_check_interval(f'{owner}: check_interval', check_interval)
@@ -190,11 +184,8 @@ class WRSController:
     def set_updates_per_epoch(self, updates: float) -> None:
         """Real updates per epoch, for a ``by_epoch`` target schedule (the
         adapter knows the dataloader); nothing for the other settings."""
-        if self.schedule is not None and self.schedule.by_epoch:
-            if not updates > 0:
-                raise ValueError(f'{self.owner}: target_norm by_epoch=True needs a train '
-                                 f'dataloader with at least one update, got {updates!r}')
-            self.schedule.updates_per_epoch = updates
+        if self.schedule is not None:
+            self.schedule.set_updates_per_epoch(updates)
 
     @property
     def optimizer_updates(self) -> List[int]:
@@ -236,9 +227,8 @@ class WRSController:
             call()
         except FloatingPointError as exc:
             path = self.last_checkpoint
-            where = (f' The last checkpoint written before it is {path} (each save '
-                     'runs this check first).' if path else
-                     ' This run wrote no checkpoint before it.')
+            where = (f' The last checkpoint written before it is {path} (each save runs '
+                     'this check first).' if path else ' This run wrote no checkpoint before it.')
             raise FloatingPointError(str(exc) + where) from None
 
     def stop(self) -> None:

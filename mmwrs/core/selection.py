@@ -9,8 +9,18 @@ from typing import Callable, Dict, Optional, Sequence, Union
 
 from torch import nn
 
-from .rescale import WeightRescaler
+from .rescale import WeightRescaler, validate_target
 from .validation import compile_patterns
+
+
+def check_fixed_norm_layers(fixed_norm_layers: Optional[Dict[str, Union[float, str]]]
+                            ) -> Dict[str, Union[float, str]]:
+    """``{regex: norm}`` checked: each pattern compiles and each norm is a valid target."""
+    checked = dict(fixed_norm_layers or {})
+    for pattern, norm in checked.items():
+        compile_patterns([pattern], 'fixed_norm_layers')
+        validate_target(norm, f'fixed_norm_layers[{pattern!r}]')
+    return checked
 
 
 def add_fixed_norm_layers(rescaler: WeightRescaler, model: nn.Module,

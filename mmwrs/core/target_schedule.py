@@ -113,6 +113,16 @@ class TargetSchedule:
         """The target at the start of training (no ``updates_per_epoch`` needed)."""
         return self.points[0][1]
 
+    def set_updates_per_epoch(self, updates: float) -> None:
+        """Real updates per epoch (what the adapter reads off the train dataloader);
+        only a ``by_epoch`` schedule needs it."""
+        if not self.by_epoch:
+            return
+        if not updates > 0:
+            raise ValueError(f'{self.key}: by_epoch=True needs a train dataloader with at '
+                             f'least one update, got {updates!r}')
+        self.updates_per_epoch = updates
+
     def value(self, num_updates: int) -> float:
         """The target after ``num_updates`` optimizer updates."""
         position = float(num_updates)

@@ -22,7 +22,7 @@ def test_tiny_run_writes_every_section(tmp_path):
     assert env['size'] == 'tiny' and env['device'] == 'cpu' and env['torch']
     sections = report['sections']
     assert list(sections) == ['rescale_vs_step', 'iteration', 'host_syncs', 'projection',
-                              'amp_skip']
+                              'amp_skip', 'cuda_tests']
     for name, section in sections.items():
         assert section['status'] in ('ran', 'skipped'), (name, section)
         if section['status'] == 'skipped':
@@ -31,6 +31,11 @@ def test_tiny_run_writes_every_section(tmp_path):
     # Without CUDA exactly the CUDA-only parts say why they did not run.
     assert 'CUDA' in sections['host_syncs']['reason']
     assert 'CUDA' in sections['amp_skip']['reason']
+    # The suite's CUDA tests are collected (they import with torch alone) and skip here.
+    cuda_tests = sections['cuda_tests']
+    assert cuda_tests['skipped'] >= 6 and cuda_tests['failed'] == 0
+    assert 'test_a_replay_that_does_nothing_is_an_error_at_the_next_check' in cuda_tests['tests']
+    assert all(o.startswith('skipped: needs') for o in cuda_tests['tests'].values())
 
     rescale = sections['rescale_vs_step']
     assert rescale['rescaled_weights'] > 0 and rescale['compensated_norms'] > 0
@@ -57,3 +62,17 @@ def test_sections_can_be_selected(tmp_path):
     sections = json.loads((tmp_path / 'gpu_check.json').read_text())['sections']
     assert sections['rescale_vs_step'] == {'status': 'skipped',
                                            'reason': 'not selected (--sections)'}
+
+
+def test_cuda_tests_need_torch_and_pytest_only():
+    """The GPU machine has no OpenMMLab stack: the CUDA test file must import without it."""
+    blocked = ['mmengine', 'mmcv', 'mmdet', 'mmseg']
+    code = ('import sys\n'
+            f'for name in {blocked!r}: sys.modules[name] = None\n'
+            'import pytest\n'
+            "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', "
+            "'tests/test_core/test_rescale_cuda.py']))\n")
+    proc = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert 'skipped' in proc.stdout or 'passed' in proc.stdout

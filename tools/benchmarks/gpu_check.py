@@ -17,6 +17,11 @@ Sections:
     amp_skip         mmengine's GradScaler path with the WRS optimizer wrapper:
                      an inf gradient skips the step and the rescale, a finite
                      one rescales (CUDA + mmengine)
+    cuda_tests       the suite's CUDA tests (tests/test_core/test_rescale_cuda.py:
+                     graph follows updates, bit-identical to eager, an empty
+                     replay is an error, recapture cap, fused-AMP skip, capture
+                     pinned to the weights' device on two GPUs where present);
+                     needs pytest (pure Python: carry its wheel)
 
     python tools/benchmarks/gpu_check.py --out DIR            # on the GPU, < 8 min
     python tools/benchmarks/gpu_check.py --tiny --out DIR     # CPU smoke run, seconds
@@ -46,7 +51,8 @@ from mmwrs.core import WeightRescaler, discover_scale_invariant  # noqa: E402
 from mmwrs.core.rescale import DEFERRED_CHECK_INTERVAL  # noqa: E402
 from mmwrs.optim import SGDP, AdamP  # noqa: E402
 
-SECTIONS = ('rescale_vs_step', 'iteration', 'host_syncs', 'projection', 'amp_skip')
+SECTIONS = ('rescale_vs_step', 'iteration', 'host_syncs', 'projection', 'amp_skip', 'cuda_tests')
+CUDA_TESTS = 'tests/test_core/test_rescale_cuda.py'
 TARGETS = {'rescale_vs_step': 0.25, 'iteration': 1.02, 'projection_speedup': 2.0}
 # Image size, batch, timed repeats, warm-up, agreement steps and model per size.
 SIZES = {
@@ -536,12 +542,57 @@ def section_amp_skip(device, size, ctx):
     }
 
 
+def junit_outcomes(path: str) -> Dict[str, str]:
+    """``{test name: 'passed' | 'failed: ...' | 'skipped: reason'}`` from pytest's JUnit XML."""
+    import xml.etree.ElementTree as ElementTree
+    outcomes = {}
+    for case in ElementTree.parse(path).iter('testcase'):
+        outcome = 'passed'
+        for child in case:
+            if child.tag in ('failure', 'error', 'skipped'):
+                kind = 'skipped' if child.tag == 'skipped' else 'failed'
+                outcome = f"{kind}: {(child.get('message') or '').strip()[:300]}"
+        outcomes[case.get('name')] = outcome
+    return outcomes
+
+
+def section_cuda_tests(device, size, ctx):
+    """Run the suite's CUDA tests here: CI has no GPU, so this is where they pass or fail."""
+    import importlib.util
+    import subprocess
+    import tempfile
+    if importlib.util.find_spec('pytest') is None:
+        return skipped('pytest is not installed (pure Python: carry its wheel to the GPU machine)')
+    with tempfile.TemporaryDirectory() as tmp:
+        xml = osp.join(tmp, 'cuda_tests.xml')
+        proc = subprocess.run(
+            [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', f'--junitxml={xml}',
+             CUDA_TESTS], cwd=REPO, capture_output=True, text=True, timeout=540)
+        if not osp.isfile(xml):
+            raise RuntimeError(f'pytest wrote no report (exit {proc.returncode}): '
+                               f'{(proc.stdout + proc.stderr)[-1500:]}')
+        outcomes = junit_outcomes(xml)
+    counts = {kind: sum(o.split(':')[0] == kind for o in outcomes.values())
+              for kind in ('passed', 'failed', 'skipped')}
+    result = {'file': CUDA_TESTS, 'cuda_devices': torch.cuda.device_count(), **counts,
+              'tests': outcomes}
+    if counts['failed'] or not outcomes:
+        failed = [name for name, o in outcomes.items() if o.startswith('failed')]
+        result.update(status='failed', reason=f'failed: {", ".join(failed) or "no test ran"}')
+    elif device.type != 'cuda':
+        # Collected and imported (the file cannot rot), each skipped: say so.
+        result.update(status='skipped', reason=f'needs CUDA: the {len(outcomes)} tests of '
+                      f'{CUDA_TESTS} were collected and each skipped on the CPU')
+    return result
+
+
 SECTION_FUNCTIONS = {
     'rescale_vs_step': section_rescale_vs_step,
     'iteration': section_iteration,
     'host_syncs': section_host_syncs,
     'projection': section_projection,
     'amp_skip': section_amp_skip,
+    'cuda_tests': section_cuda_tests,
 }
 
 

@@ -17,6 +17,8 @@ import functools
 import re
 from typing import FrozenSet
 
+from .patching import version_fix
+
 # The config types that change what the optimizer does to the weights. The monitor
 # (NormMonitorHook) is left out: it leaves training bit-identical.
 REGULARIZER_TYPES = frozenset({
@@ -58,25 +60,16 @@ def check_same_regularizer(saved_config: str, current_config: str, filename: str
         f"load_from='{filename}' and resume=False.")
 
 
-def guard_resume() -> bool:
+@version_fix('mmengine', '0.10.0', '0.11.0')
+def guard_resume() -> None:
     """Check the regularizer when mmengine's Runner resumes (``resume=True``).
 
     Versions: mmengine 0.10.x, whose ``Runner.resume`` loads the checkpoint with
     ``Runner.load_checkpoint`` (which runs the hooks' ``after_load_checkpoint``)
     before it loads the optimizer state, and whose checkpoints keep the config
     text in ``meta['cfg']``.
-
-    Returns:
-        Whether the check was installed.
     """
-    import mmengine
     from mmengine.runner import Runner
-
-    from .compat.versions import in_range
-    if not in_range(mmengine.__version__, '0.10.0', '0.11.0'):
-        return False
-    if getattr(Runner.load_checkpoint, '_mmwrs_guard', False):
-        return True
     original_resume, original_load = Runner.resume, Runner.load_checkpoint
 
     @functools.wraps(original_resume)
@@ -95,6 +88,4 @@ def guard_resume() -> bool:
             check_same_regularizer(saved, repr(self.cfg._cfg_dict.to_dict()), filename)
         return checkpoint
 
-    load_checkpoint._mmwrs_guard = True
     Runner.resume, Runner.load_checkpoint = resume, load_checkpoint
-    return True
