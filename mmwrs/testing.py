@@ -133,7 +133,7 @@ def randomize_norm_stats_(model: torch.nn.Module, seed: int = 0) -> None:
 def conv_norm_pair(norm_eval: bool = True, seed: int = 0) -> torch.nn.Module:
     """Conv -> BatchNorm (eval-mode when ``norm_eval``), conv -> GroupNorm, with
     non-trivial norm statistics: the smallest model with both compensations."""
-    from torch import nn
+    nn = torch.nn
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4),
                           nn.Conv2d(4, 6, 1, bias=False), nn.GroupNorm(2, 6))

@@ -28,15 +28,19 @@ Sections:
 """
 import argparse
 import datetime
+import importlib.util
 import json
 import os
 import os.path as osp
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
 import warnings
+import xml.etree.ElementTree as ElementTree
 from contextlib import nullcontext
 from typing import Any, Callable, Dict, List, Optional
 
@@ -544,7 +548,6 @@ def section_amp_skip(device, size, ctx):
 
 def junit_outcomes(path: str) -> Dict[str, str]:
     """``{test name: 'passed' | 'failed: ...' | 'skipped: reason'}`` from pytest's JUnit XML."""
-    import xml.etree.ElementTree as ElementTree
     outcomes = {}
     for case in ElementTree.parse(path).iter('testcase'):
         outcome = 'passed'
@@ -558,9 +561,6 @@ def junit_outcomes(path: str) -> Dict[str, str]:
 
 def section_cuda_tests(device, size, ctx):
     """Run the suite's CUDA tests here: CI has no GPU, so this is where they pass or fail."""
-    import importlib.util
-    import subprocess
-    import tempfile
     if importlib.util.find_spec('pytest') is None:
         return skipped('pytest is not installed (pure Python: carry its wheel to the GPU machine)')
     with tempfile.TemporaryDirectory() as tmp:
